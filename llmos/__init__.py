@@ -1,0 +1,1 @@
+"""llmos: a local LLM as a small operating system for agents."""

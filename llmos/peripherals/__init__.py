@@ -1,0 +1,1 @@
+"""Devices a process may call, and the kit for writing your own."""

@@ -1,0 +1,343 @@
+"""Peripherals: the devices a process may call, declared as pydantic schemas.
+
+A peripheral is a class with a ``name``, a docstring the model reads, declared ``limits`` and
+one or more ``@syscall`` methods. Each syscall takes exactly one pydantic model and returns a
+``str``, a ``BaseModel`` or a :class:`Document` (text read from outside, which enters RAM as
+*untrusted* with its source as provenance). The schema the model decodes under comes from the
+argument model only; invalid arguments never reach the method (the kernel's syscall table
+validates them and turns errors into a :class:`~llmos.errors.Fault`).
+
+Invariants:
+- a syscall's full name is ``"<peripheral>.<method>"``, or just ``"<peripheral>"`` for a
+  peripheral built from one function (``@peripheral``), and is unique within a process;
+- peripherals hold no global state: paths, hosts and secrets come through ``__init__``;
+- cross-cutting behaviour comes from wrappers (``ReadOnly``, ``NeedsApproval``), not flags.
+
+Neighbours: ``llmos.kernel.syscall`` dispatches into these methods under ``limits``;
+``llmos.kernel.ground`` reads the ``grounded`` marks when it builds the decoding grammar.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Literal, TypeVar, cast, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from llmos.errors import Fault, UsageError
+
+__all__ = [
+    "Document",
+    "Example",
+    "Fault",
+    "Limits",
+    "Peripheral",
+    "SyscallSpec",
+    "discover",
+    "grounded",
+    "peripheral",
+    "syscall",
+]
+
+GroundKind = Literal["numbers", "url", "path", "text"]
+GROUNDED_KEY = "x-llmos-grounded"
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the kernel enforces around every call into a peripheral.
+
+    Attributes:
+        timeout_s: wall-clock seconds a call may take before it becomes a fault.
+        max_output_chars: longer results are cut and marked as cut (characters, not tokens).
+    """
+
+    timeout_s: float = 10.0
+    max_output_chars: int = 4000
+
+
+@dataclass(frozen=True)
+class Document:
+    """Text a peripheral read from outside the process (a web page, a file).
+
+    The kernel stores it in RAM as an *untrusted* page whose provenance is ``source``.
+    """
+
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """One worked example a peripheral ships for the model: a question and the calls it takes.
+
+    ``calls`` is a list of ``(syscall, args, result)``; the final answer is ``answer``.
+    """
+
+    question: str
+    calls: tuple[tuple[str, Mapping[str, Any], str], ...]
+    answer: str
+
+
+@dataclass(frozen=True)
+class SyscallSpec:
+    """One syscall as the kernel sees it: its name, argument model and documentation."""
+
+    name: str
+    method: str
+    args: type[BaseModel]
+    doc: str
+    sensitive: bool = False
+    returns_document: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def syscall(fn: _F | None = None, *, sensitive: bool = False) -> Any:
+    """Mark a peripheral method as a syscall.
+
+    The method takes ``self`` and one pydantic model and returns ``str``, a ``BaseModel`` or a
+    :class:`Document`. Its docstring's first line is shown to the model.
+
+    Args:
+        fn: the method (when used as ``@syscall`` without parentheses).
+        sensitive: the call writes, executes code or sends data out; while untrusted pages are
+            resident, the kernel's policy decides whether it may run.
+    """
+
+    def mark(f: _F) -> _F:
+        f.__llmos_syscall__ = {"sensitive": sensitive}  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def grounded(kind: GroundKind, default: Any = ..., **kwargs: Any) -> Any:
+    """A pydantic ``Field`` whose value must be built from what trusted pages say.
+
+    At decode time the kernel narrows this string field's grammar to values that occur in the
+    process's trusted resident pages: ``"numbers"`` allows only numbers that occur there, joined
+    by arithmetic operators; ``"url"`` and ``"path"`` allow only URLs or paths written there;
+    ``"text"`` allows only a span copied from there. It is a reliability lever for small models
+    and a security wall: injected text cannot make the model invent a target.
+    """
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra[GROUNDED_KEY] = kind
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+class Peripheral:
+    """Base class of every device.
+
+    Subclasses set ``name`` and define ``@syscall`` methods. ``open`` and ``close`` are no-ops
+    unless overridden; the kernel calls them when it mounts and unmounts the device.
+    """
+
+    name: ClassVar[str] = ""
+    limits: ClassVar[Limits] = Limits()
+    examples: ClassVar[tuple[Example, ...]] = ()
+
+    def open(self) -> None:
+        """Acquire resources (no-op by default)."""
+
+    def close(self) -> None:
+        """Release resources (no-op by default)."""
+
+    @property
+    def description(self) -> str:
+        """The first paragraph of the class docstring, shown to the model."""
+        return _first_paragraph(type(self).__doc__ or self.name)
+
+    def syscalls(self) -> dict[str, SyscallSpec]:
+        """Every syscall of this device, by full name."""
+        if not self.name or not _NAME.match(self.name):
+            raise UsageError(
+                f"peripheral {type(self).__name__} needs a class attribute `name` made of "
+                f"letters, digits, '_', '.', '-' (got {self.name!r})",
+                code="peripheral-name",
+            )
+        specs: dict[str, SyscallSpec] = {}
+        for attr, fn in _syscall_methods(type(self)):
+            spec = _spec_for(fn, full_name=f"{self.name}.{attr}", method=attr)
+            specs[spec.name] = spec
+        if not specs:
+            raise UsageError(
+                f"peripheral {self.name!r} has no @syscall methods", code="peripheral-empty"
+            )
+        return specs
+
+    def call(self, method: str, args: BaseModel) -> str | BaseModel | Document:
+        """Invoke ``method`` with already validated ``args`` (the kernel does the validating)."""
+        result: str | BaseModel | Document = getattr(self, method)(args)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _syscall_methods(cls: type) -> Iterator[tuple[str, Callable[..., Any]]]:
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for attr, value in vars(klass).items():
+            if attr in seen:
+                continue
+            seen.add(attr)
+            if callable(value) and hasattr(value, "__llmos_syscall__"):
+                yield attr, value
+
+
+def _first_paragraph(doc: str) -> str:
+    return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+
+
+def _spec_for(fn: Callable[..., Any], *, full_name: str, method: str) -> SyscallSpec:
+    hints = get_type_hints(fn)
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+    if len(params) != 1:
+        raise UsageError(
+            f"syscall {full_name!r} must take exactly one pydantic model argument "
+            f"(it takes {len(params)})",
+            code="syscall-signature",
+        )
+    args = hints.get(params[0].name)
+    if not (isinstance(args, type) and issubclass(args, BaseModel)):
+        raise UsageError(
+            f"syscall {full_name!r}: its argument must be annotated with a pydantic model",
+            code="syscall-signature",
+        )
+    ret = hints.get("return")
+    mark = getattr(fn, "__llmos_syscall__", {})
+    return SyscallSpec(
+        name=full_name,
+        method=method,
+        args=args,
+        doc=_first_paragraph(fn.__doc__ or full_name),
+        sensitive=bool(mark.get("sensitive", False)),
+        returns_document=ret is Document,
+    )
+
+
+class _FunctionPeripheral(Peripheral):
+    """A peripheral made from one typed function by :func:`peripheral`."""
+
+    _fn: ClassVar[Callable[..., Any]]
+    _args: ClassVar[type[BaseModel]]
+    _sensitive: ClassVar[bool] = False
+
+    def syscalls(self) -> dict[str, SyscallSpec]:
+        return {
+            self.name: SyscallSpec(
+                name=self.name,
+                method="__call_function__",
+                args=self._args,
+                doc=self.description,
+                sensitive=self._sensitive,
+            )
+        }
+
+    def call(self, method: str, args: BaseModel) -> str | BaseModel | Document:
+        fn = type(self)._fn
+        result: str | BaseModel | Document = fn(**{k: getattr(args, k) for k in type(args).model_fields})
+        return result
+
+
+def peripheral(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    limits: Limits | None = None,
+    sensitive: bool = False,
+) -> Any:
+    """Turn a typed function into a peripheral class with one syscall named after it.
+
+    Parameters become the fields of the argument model (their annotations and defaults; use
+    ``Annotated[int, Field(description=...)]`` to document one). The docstring's first
+    paragraph is what the model reads.
+
+    ```python
+    @peripheral
+    def weather(city: str) -> str:
+        \"\"\"Today's weather in a city.\"\"\"
+        return f"Sunny in {city}"
+
+    kernel = Kernel(peripherals=[weather()])
+    ```
+    """
+
+    def build(f: Callable[..., Any]) -> type[Peripheral]:
+        hints = get_type_hints(f, include_extras=True)
+        fields: dict[str, Any] = {}
+        for p in inspect.signature(f).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise UsageError(
+                    f"@peripheral {f.__name__!r}: *args and **kwargs cannot become a schema",
+                    code="syscall-signature",
+                )
+            if p.name not in hints:
+                raise UsageError(
+                    f"@peripheral {f.__name__!r}: parameter {p.name!r} needs a type annotation",
+                    code="syscall-signature",
+                )
+            default = ... if p.default is inspect.Parameter.empty else p.default
+            fields[p.name] = (hints[p.name], default)
+        model_name = "".join(part.title() for part in re.split(r"[^A-Za-z0-9]", f.__name__)) + "Args"
+        args = create_model(  # type: ignore[call-overload]
+            model_name, __config__=ConfigDict(extra="forbid"), **fields
+        )
+        attrs: dict[str, Any] = {
+            "name": name or f.__name__,
+            "__doc__": f.__doc__ or (name or f.__name__),
+            "_fn": staticmethod(f),
+            "_args": args,
+            "_sensitive": sensitive,
+            "__module__": f.__module__,
+        }
+        if limits is not None:
+            attrs["limits"] = limits
+        cls = type(model_name.removesuffix("Args") or "Function", (_FunctionPeripheral,), attrs)
+        cls._fn = f
+        return cast(type[Peripheral], cls)
+
+    return build(fn) if fn is not None else build
+
+
+ENTRY_POINT_GROUP = "llmos.peripherals"
+
+
+def discover() -> dict[str, type[Peripheral]]:
+    """Peripheral classes registered by installed packages under ``llmos.peripherals``.
+
+    A plugin that fails to import is skipped rather than taking the kernel down; its error is
+    reported by ``llmos peripherals``.
+    """
+    found: dict[str, type[Peripheral]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception:  # a broken plugin must not stop the others
+            continue
+        if isinstance(obj, type) and issubclass(obj, Peripheral):
+            found[ep.name] = obj
+    return found
+
+
+def discovery_errors() -> dict[str, str]:
+    """Plugins under ``llmos.peripherals`` that failed to load, with the reason."""
+    errors: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            errors[ep.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if not (isinstance(obj, type) and issubclass(obj, Peripheral)):
+            errors[ep.name] = f"{ep.value} is not a Peripheral subclass"
+    return errors

@@ -1,0 +1,45 @@
+"""Shared fixtures: one real default model per test session, and the public benchmark data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from llmos.cpu.llama import LlamaCPU
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path | None:
+    """Where the public benchmark and security data lives: $LLMOS_DATA, or ../shared/data."""
+    env = os.environ.get("LLMOS_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(ROOT.parent / "shared" / "data")
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data folder; tests that need it skip with a reason where it is absent."""
+    root = data_root()
+    if root is None:
+        pytest.skip("benchmark data not found: set LLMOS_DATA to the shared data folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cpu() -> Iterator[LlamaCPU]:
+    """The embedded default model, loaded once for the whole session."""
+    from llmos.cpu.llama import LlamaCPU
+
+    machine = LlamaCPU.default()
+    yield machine
+    machine.close()
