@@ -1,0 +1,175 @@
+"""Grounding: the grammar of one step, narrowed to what the process's pages actually say.
+
+The CPU decodes one syscall under a JSON schema: the union of the syscalls the process may
+call. This module builds that schema, and *grounds* it: a string field marked with
+``grounded(kind)`` may only take values that occur in the resident journal, so the model
+chooses what to copy but cannot invent it.
+
+- ``numbers``: an arithmetic expression whose numbers all occur in the journal (or are small
+  constants), joined by operators; at least one operator.
+- ``url`` / ``path``: one of the URLs / paths written in the journal.
+- answer text: every number of three or more digits must be a number that occurs in the
+  journal, so a long result is copied, never misremembered (one- and two-digit numbers stay
+  free, so the model can still answer from what it knows).
+
+Rules that hold for any question (DESIGN §8): the kernel never picks the values, it only
+narrows the form. For a *sensitive* syscall only trusted pages count (injected text cannot name
+a target); for the others any resident page counts. A syscall whose grounded field has no value
+to draw from is left out of this step's union (it cannot be called meaningfully yet).
+
+Neighbours: ``llmos.kernel.syscall`` supplies the specs; ``llmos.memory.ram`` the pages;
+``llmos.cpu`` decodes under the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmos.memory.page import Page
+from llmos.peripherals.base import GROUNDED_KEY, SyscallSpec
+
+__all__ = ["Evidence", "step_schema"]
+
+# Small numbers are always available: "half" is / 2, "percent" is / 100.
+_CONSTANTS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12", "60", "100", "1000")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
+_URL = re.compile(r"https?://[^\s\"'<>()\[\]{}]+[^\s\"'<>()\[\]{}.,;:!?]")
+_PATH = re.compile(r"(?<![\w/:.])(?:[\w\-]+/)*[\w\-]+\.[A-Za-z0-9]{1,8}(?![\w/])")
+_MAX_VALUES = 200  # per kind; newest first, so a long journal keeps the recent ones
+
+# How the model writes JSON: the separators of the worked examples, nothing else.
+_JSON_FORM = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
+
+
+@dataclass
+class Evidence:
+    """Values the journal offers for grounding, split by trust."""
+
+    numbers: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    trusted_numbers: list[str] = field(default_factory=list)
+    trusted_urls: list[str] = field(default_factory=list)
+    trusted_paths: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_pages(cls, pages: Iterable[Page]) -> Evidence:
+        """Collect numbers, URLs and paths from the pages, newest first, without repeats."""
+        ev = cls()
+        for page in reversed(list(pages)):
+            if page.kind == "call":  # the model's own calls are not evidence
+                continue
+            urls = _URL.findall(page.text)
+            text_wo_urls = _URL.sub(" ", page.text)
+            found = {
+                "numbers": _NUMBER.findall(page.text),
+                "urls": urls,
+                "paths": _PATH.findall(text_wo_urls),
+            }
+            for kind, values in found.items():
+                _extend(getattr(ev, kind), values)
+                if page.trusted:
+                    _extend(getattr(ev, f"trusted_{kind}"), values)
+        return ev
+
+
+def _extend(target: list[str], values: Iterable[str]) -> None:
+    for v in values:
+        if v not in target and len(target) < _MAX_VALUES:
+            target.append(v)
+
+
+def _alternation(values: Iterable[str]) -> str:
+    # longest first, so the regex engine does not prefer a prefix of a longer number
+    return "|".join(re.escape(v) for v in sorted(set(values), key=lambda s: (-len(s), s)))
+
+
+def expression_pattern(numbers: Iterable[str]) -> str:
+    """Regex of an arithmetic expression over ``numbers`` with at least one operator."""
+    nums = [n.lstrip("-") for n in numbers] + list(_CONSTANTS)
+    term = rf"\(?\(?(?:{_alternation(nums)})\)?\)?"
+    op = r" ?(?:\+|-|\*|/|\*\*|%|//) ?"
+    return rf"^-?{term}(?:{op}{term}){{1,8}}$"
+
+
+def answer_pattern(numbers: Iterable[str]) -> str:
+    """Regex of free text where every number longer than two digits occurs in ``numbers``."""
+    allowed = [n.lstrip("-") for n in numbers if len(n.lstrip("-")) > 2]
+    num = rf"(?:{_alternation(allowed)}|[0-9]{{1,2}})" if allowed else r"[0-9]{1,2}"
+    gap = r"[^0-9\x00-\x1f\\]"
+    # digits come in whole numbers: each number is followed by a non-digit (or the end)
+    return rf"^{gap}*(?:{num}(?:[.,]?{gap}+{num})*[.,]?{gap}*)?$"
+
+
+def step_schema(
+    specs: Mapping[str, SyscallSpec],
+    journal: Iterable[Page],
+    *,
+    answer_max_chars: int = 300,
+) -> dict[str, Any]:
+    """The JSON schema of one step: a union over the callable, grounded syscalls."""
+    ev = Evidence.from_pages(journal)
+    branches: list[dict[str, Any]] = []
+    for name, spec in specs.items():
+        args = _inline_refs(spec.args.model_json_schema())
+        args.pop("title", None)
+        if name == "answer":
+            text = args["properties"]["text"]
+            text["maxLength"] = min(int(text.get("maxLength", answer_max_chars)), answer_max_chars)
+            text["pattern"] = answer_pattern(ev.numbers)
+        elif not _ground(args, ev, sensitive=spec.sensitive):
+            continue
+        branches.append(
+            {
+                "type": "object",
+                "properties": {"syscall": {"const": name}, "args": args},
+                "required": ["syscall", "args"],
+                "additionalProperties": False,
+            }
+        )
+    return {"anyOf": branches, "x-guidance": dict(_JSON_FORM)}
+
+
+def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool) -> bool:
+    """Narrow grounded fields in place; False if one of them has nothing to draw from."""
+    for prop in schema.get("properties", {}).values():
+        kind = prop.pop(GROUNDED_KEY, None)
+        if kind is None:
+            continue
+        if kind == "numbers":
+            prop["pattern"] = expression_pattern(ev.trusted_numbers if sensitive else ev.numbers)
+        elif kind in ("url", "path"):
+            values = getattr(ev, f"trusted_{kind}s" if sensitive else f"{kind}s")
+            if not values:
+                if kind == "path" and "default" in prop:
+                    continue  # an optional path (e.g. "list the root") needs no evidence
+                return False
+            prop["enum"] = list(values)
+            prop.pop("pattern", None)
+    return True
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``$ref`` to ``$defs`` by the definitions themselves (no recursion allowed)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any, depth: int) -> Any:
+        if depth > 32:
+            raise ValueError("argument schema is too deeply nested or recursive")
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                target = copy.deepcopy(defs[ref.removeprefix("#/$defs/")])
+                merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+                return walk(merged, depth + 1)
+            return {k: walk(v, depth + 1) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, depth + 1) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema, 0)
+    return result

@@ -1,0 +1,97 @@
+"""The trace: typed events of what a run did, in order.
+
+Every event is a frozen pydantic model with a ``type`` tag, so a trace serialises to JSON and
+back (``llmos run --json``) and a program can match on events without parsing text. The
+kernel appends; nothing rewrites a trace.
+
+Neighbours: ``llmos.kernel.boot`` records decode, call and answer events; the pager records
+page events; the scheduler records switch events.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Answered",
+    "Called",
+    "Decoded",
+    "Event",
+    "Faulted",
+    "Paged",
+    "Scheduled",
+]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    pid: int = 0
+    step: int = 0
+
+
+class Decoded(_Event):
+    """The CPU decoded one instruction; token counts say what it cost."""
+
+    type: Literal["decoded"] = "decoded"
+    text: str
+    prompt_tokens: int
+    reused_tokens: int
+    prefilled_tokens: int
+    decoded_tokens: int
+    forced_tokens: int
+    seconds: float
+
+
+class Called(_Event):
+    """A syscall was dispatched to a peripheral and returned (``status`` says how)."""
+
+    type: Literal["called"] = "called"
+    syscall: str
+    args: dict[str, Any]
+    result: str
+    status: Literal["ok", "fault", "error", "denied"]
+    source: str
+    trusted: bool = True
+    seconds: float = 0.0
+
+
+class Faulted(_Event):
+    """The model's output could not become a call (it reads ``message`` next step)."""
+
+    type: Literal["faulted"] = "faulted"
+    message: str
+    text: str = ""
+
+
+class Answered(_Event):
+    """The process called ``answer``; ``text`` is what the user gets (after the egress filter)."""
+
+    type: Literal["answered"] = "answered"
+    text: str
+    filtered: bool = False
+
+
+class Paged(_Event):
+    """The pager moved pages between RAM and disk."""
+
+    type: Literal["paged"] = "paged"
+    direction: Literal["in", "out"]
+    page_ids: list[str]
+    tokens: int
+    reason: str = ""
+    resident_tokens: int = 0
+
+
+class Scheduled(_Event):
+    """The scheduler changed a process's state (switch in/out, wait, wake, KV save/restore)."""
+
+    type: Literal["scheduled"] = "scheduled"
+    what: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+Event = Annotated[
+    Decoded | Called | Faulted | Answered | Paged | Scheduled, Field(discriminator="type")
+]

@@ -1,0 +1,58 @@
+"""Trap: the model's text becomes a call, or a Fault the model reads next step.
+
+Under a grammar (``LlamaCPU``) the text is always one JSON object of the syscall union, but a
+backend without grammar support (a server, a scripted test CPU) may write anything, so this is
+the single place where text is parsed, and it trusts nothing: size, nesting, shape and types
+are checked before the syscall table validates the arguments against their pydantic model.
+
+Neighbours: the CPU produces the text; ``llmos.kernel.syscall`` validates and dispatches.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from llmos.errors import Fault
+
+__all__ = ["Call", "decode_call"]
+
+_MAX_CALL_CHARS = 64_000
+_SHAPE = 'write one JSON object: {"syscall": "<name>", "args": {...}}'
+
+
+@dataclass(frozen=True)
+class Call:
+    """One decoded instruction: a syscall name and its raw (not yet validated) arguments."""
+
+    name: str
+    args: dict[str, Any]
+
+
+def decode_call(text: str) -> Call:
+    """Parse ``text`` as one call; raise :class:`Fault` saying how to write it otherwise."""
+    body = text.strip()
+    if not body:
+        raise Fault(f"empty instruction; {_SHAPE}")
+    if len(body) > _MAX_CALL_CHARS:
+        raise Fault(f"instruction of {len(body)} characters is too long; {_SHAPE}")
+    try:
+        value, end = json.JSONDecoder().raw_decode(body)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        msg = getattr(exc, "msg", "too deeply nested")
+        raise Fault(f"malformed instruction ({msg}); {_SHAPE}") from None
+    if body[end:].strip():
+        raise Fault(f"text after the JSON object; {_SHAPE}")
+    if not isinstance(value, dict):
+        raise Fault(f"the instruction is a {type(value).__name__}, not an object; {_SHAPE}")
+    name = value.get("syscall")
+    args = value.get("args", {})
+    extra = set(value) - {"syscall", "args"}
+    if not isinstance(name, str) or not name:
+        raise Fault(f'missing "syscall" name; {_SHAPE}')
+    if not isinstance(args, dict):
+        raise Fault(f'"args" must be an object; {_SHAPE}')
+    if extra:
+        raise Fault(f"unexpected keys {sorted(extra)}; {_SHAPE}")
+    return Call(name, args)

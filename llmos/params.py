@@ -1,0 +1,24 @@
+"""Every tunable knob of the kernel in one frozen place, each with its default and unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Params"]
+
+
+@dataclass(frozen=True)
+class Params:
+    """Kernel parameters (after xv6 ``param.h``): one commented default per knob."""
+
+    max_steps: int = 6  # instructions per run before StepLimitExceeded
+    max_call_tokens: int = 160  # tokens one decoded instruction may take
+    answer_max_chars: int = 300  # characters in one answer (keeps a base model from rambling)
+    ram_tokens: int | None = None  # RAM budget per process; None = n_ctx - max_call_tokens
+    temperature: float = 0.0  # 0 = greedy decoding; above 0 samples with `seed`
+    seed: int = 0  # sampling seed, so runs repeat
+    examples_per_device: int = 2  # worked examples rendered per mounted peripheral
+    ground: bool = True  # narrow grounded fields to values present in resident pages
+    max_device_calls: int | None = None  # device calls per process; None = no quota
+    max_seconds: float | None = None  # wall-clock seconds per run; None = no quota
+    strict: bool = False  # a peripheral that crashes raises PeripheralError instead of a fault
