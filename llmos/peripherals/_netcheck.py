@@ -1,0 +1,192 @@
+"""Address checks for the browser: which hosts count as public, and how a host string is read.
+
+The browser may open a connection only to an address that is public: reachable on the open
+internet and not a door into the machine or the network it runs on (loopback, private ranges,
+link-local cloud metadata, CGNAT, multicast, reserved space). Three rules make that hold:
+
+- a host is read once, the way the kernel would read it: numeric forms that ``inet_aton`` and
+  WHATWG parsers accept (``2130706433``, ``0x7f000001``, ``127.1``, ``0177.0.0.1``) are turned
+  into the IPv4 address they denote, never passed on to a resolver as a "name";
+- every address a name resolves to is checked, and one bad answer refuses the whole name;
+- IPv6 forms that carry an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) are refused
+  outright, naming the embedded address, because the network may route them to that address.
+
+``ipaddress.is_global`` alone is not enough on CPython 3.11: it reports multicast,
+``::127.0.0.1``, NAT64, 6to4 and ``192.0.0.192`` (Oracle Cloud metadata) as global, so explicit
+deny lists come first and ``is_global`` is the last word.
+
+Neighbours: ``llmos.peripherals.browser`` calls :func:`host_address` on every URL it is about to
+open and :func:`refusal` on every address it is about to connect to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+__all__ = ["IPAddress", "host_address", "name_refusal", "parse_address", "refusal"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_V4_DENY: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "an unspecified ('this network') address"),
+    ("10.0.0.0/8", "a private address"),
+    ("100.64.0.0/10", "a carrier-grade NAT address (also Alibaba Cloud metadata)"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.0.0/16", "a link-local address (cloud metadata lives here)"),
+    ("172.16.0.0/12", "a private address"),
+    ("192.0.0.0/24", "an IETF protocol address (Oracle Cloud metadata lives here)"),
+    ("192.0.2.0/24", "a documentation address"),
+    ("192.88.99.0/24", "a 6to4 relay address"),
+    ("192.168.0.0/16", "a private address"),
+    ("198.18.0.0/15", "a benchmarking address"),
+    ("198.51.100.0/24", "a documentation address"),
+    ("203.0.113.0/24", "a documentation address"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("240.0.0.0/4", "a reserved address"),
+)
+
+# Ranges whose address embeds an IPv4 address: (network, description, where the IPv4 sits).
+_V6_EMBEDDING: tuple[tuple[str, str], ...] = (
+    ("::ffff:0:0/96", "an IPv4-mapped IPv6 address"),
+    ("::/96", "an IPv4-compatible IPv6 address"),
+    ("64:ff9b::/96", "a NAT64 address"),
+    ("64:ff9b:1::/48", "a local NAT64 address"),
+    ("2002::/16", "a 6to4 address"),
+    ("2001::/32", "a Teredo address"),
+)
+
+_V6_DENY: tuple[tuple[str, str], ...] = (
+    ("::1/128", "a loopback address"),
+    ("::/128", "an unspecified address"),
+    ("100::/64", "a discard-only address"),
+    ("2001:db8::/32", "a documentation address"),
+    ("3fff::/20", "a documentation address"),
+    ("5f00::/16", "a segment-routing address"),
+    ("fc00::/7", "a unique-local (private) address (AWS metadata fd00:ec2::254 lives here)"),
+    ("fe80::/10", "a link-local address"),
+    ("fec0::/10", "a site-local address"),
+    ("ff00::/8", "a multicast address"),
+)
+
+_V4_NETS = tuple((ipaddress.IPv4Network(n), why) for n, why in _V4_DENY)
+_V6_NETS = tuple((ipaddress.IPv6Network(n), why) for n, why in _V6_DENY)
+_V6_EMBED_NETS = tuple((ipaddress.IPv6Network(n), why) for n, why in _V6_EMBEDDING)
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_NUMERIC_PART = re.compile(r"^(?:0[xX][0-9a-fA-F]*|[0-9]+)$")
+
+# Names that never lead anywhere public, whatever a resolver answers for them.
+_DENIED_SUFFIXES = (".localhost", ".internal", ".local", ".home.arpa")
+_DENIED_NAMES = frozenset({"localhost", "metadata.google.internal"})
+
+
+def parse_address(text: str) -> IPAddress:
+    """An address as a resolver writes it (``"10.0.0.5"``, ``"fe80::1%eth0"``); else ValueError."""
+    return ipaddress.ip_address(text)
+
+
+def refusal(ip: IPAddress) -> str | None:
+    """Why ``ip`` is not a public address, or None when it is.
+
+    The reason reads as the end of a sentence: "a loopback address", "an IPv4-mapped IPv6
+    address embedding 127.0.0.1".
+    """
+    if isinstance(ip, ipaddress.IPv4Address):
+        for net4, why in _V4_NETS:
+            if ip in net4:
+                return why
+        if ip == ipaddress.IPv4Address("255.255.255.255"):
+            return "the broadcast address"
+    else:
+        for net6, why in _V6_NETS:
+            if ip in net6:
+                return why
+        if ip.scope_id:
+            return "a scoped (zone-id) address"
+        for net6, why in _V6_EMBED_NETS:
+            if ip in net6:
+                embedded = _embedded_ipv4(ip, net6)
+                return f"{why} embedding {embedded}" if embedded else why
+    if ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local:
+        return "a reserved address"
+    if not ip.is_global:
+        return "a private address"
+    return None
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address, net: ipaddress.IPv6Network) -> str | None:
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        return str(ip.sixtofour)
+    if ip.teredo is not None:
+        return str(ip.teredo[1])  # the client address, the one a relay would forward to
+    if net.prefixlen == 96:  # compatible and NAT64: the last 32 bits
+        return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return None
+
+
+def host_address(host: str) -> IPAddress | None:
+    """Read a URL host: the IP address it denotes, or None when it is a DNS name.
+
+    ``host`` is the host as ``httpx.URL`` gives it (lower case, IDNA-encoded, IPv6 without
+    brackets). Raises ValueError with a reason when the host is neither a valid address nor
+    a plausible name: numeric forms that overflow, percent signs, empty labels. Numeric IPv4
+    forms follow the WHATWG URL standard (and ``inet_aton``): a host whose last label is a
+    number is an IPv4 address, whose parts may be decimal, octal (leading 0) or hex (0x).
+    """
+    if not host:
+        raise ValueError("the URL has no host")
+    if ":" in host:
+        literal = host.replace("%25", "%")
+        try:
+            return ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise ValueError(f"{host!r} is not a valid IPv6 address") from None
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if _NUMERIC_PART.match(labels[-1]):
+        return _numeric_ipv4(host, labels)
+    if not _HOSTNAME.match(name):
+        raise ValueError(f"the host {host!r} has characters a host name cannot have")
+    return None
+
+
+def _numeric_ipv4(host: str, labels: list[str]) -> ipaddress.IPv4Address:
+    if len(labels) > 4 or not all(_NUMERIC_PART.match(p) for p in labels):
+        raise ValueError(f"the host {host!r} looks numeric but is not an IPv4 address")
+    parts = [_number(p) for p in labels]
+    # All parts but the last are single bytes; the last fills the remaining bytes.
+    last_limit = 256 ** (5 - len(parts))
+    if any(p > 255 for p in parts[:-1]) or parts[-1] >= last_limit:
+        raise ValueError(f"the host {host!r} is a numeric address out of range")
+    value = parts[-1]
+    for i, part in enumerate(parts[:-1]):
+        value += part << (8 * (3 - i))
+    return ipaddress.IPv4Address(value)
+
+
+def _number(part: str) -> int:
+    if part[:2].lower() == "0x":
+        return int(part[2:] or "0", 16)
+    if len(part) > 1 and part.startswith("0"):
+        if not set(part) <= set("01234567"):
+            raise ValueError(f"{part!r} is not an octal number")
+        return int(part, 8)
+    return int(part)
+
+
+def name_refusal(name: str) -> str | None:
+    """Why a DNS name is refused before any lookup, or None to go ahead and resolve it.
+
+    Single-label names ("metadata", "intranet") are completed through the machine's search
+    domains, so they reach local hosts; reserved local suffixes never name a public host.
+    """
+    name = name.rstrip(".")
+    if name in _DENIED_NAMES or name.endswith(_DENIED_SUFFIXES):
+        return "a local-only name"
+    if "." not in name:
+        return "a single-label name (resolved through local search domains)"
+    return None
