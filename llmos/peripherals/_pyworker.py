@@ -63,6 +63,11 @@ from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 # Helpers that C code imports lazily through the caller's __import__ (datetime.strptime).
 # Sandboxed code cannot name them: RestrictedPython rejects `import _x` at compile time.
 _INTERNAL = {"_strptime": importlib.import_module("_strptime")}
+# Modules the allowlisted ones import lazily (Counter.most_common needs heapq, re needs
+# unicodedata for \N{...}): after the uid drop the interpreter may not be able to read its
+# own library, so load them while it still can.
+for _lazy in ("heapq", "copy", "unicodedata", "time", "warnings"):
+    importlib.import_module(_lazy)
 
 FILENAME = "<code>"
 _CLONE_NEWNET = 0x40000000
