@@ -22,6 +22,7 @@ samples; ``llmos.kernel`` supplies the schema (the union of the syscalls a proce
 
 from __future__ import annotations
 
+import ctypes
 import json
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -50,7 +51,6 @@ class Grammar:
 
     def __init__(self, llama: Any, *, separators: tuple[str, str] = (", ", ": ")) -> None:
         import llama_cpp
-        from llguidance.llamacpp import lltokenizer_from_vocab
 
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
@@ -58,22 +58,7 @@ class Grammar:
         eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)]
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
         self.eog = frozenset(eog)
-        self.tokenizer = lltokenizer_from_vocab(vocab, eos_token=self.eos)
-        banned = np.zeros(self.n_vocab, dtype=np.bool_)
-        ban_bits = (
-            llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
-            | llama_cpp.LLAMA_TOKEN_ATTR_UNUSED
-            | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
-        )
-        for token in range(self.n_vocab):
-            attr = int(llama_cpp.llama_token_get_attr(vocab, token))
-            if attr & ban_bits:
-                banned[token] = True
-            elif attr & llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED:
-                # Runs of newlines/tabs are user-defined text; markers like "[multimodal]"
-                # or "<h1>" are not text the model should emit as one token.
-                piece = llama.detokenize([token], special=True)
-                banned[token] = not piece.isspace()
+        self.tokenizer, banned = _read_vocab(llama_cpp, vocab, self.n_vocab, self.eos)
         self._grammar_ok = ~banned  # the grammar's own mask decides about EOS
         self._grammar_ok[self.eos] = True
         text_ok = ~banned
@@ -154,3 +139,38 @@ class Grammar:
         """Advance ``matcher`` by one sampled ``token`` (which its mask allowed)."""
         if not matcher.consume_token(token):
             raise CPUError(f"the grammar rejected token {token}: {matcher.get_error()}")
+
+
+def _read_vocab(llama_cpp: Any, vocab: Any, n_vocab: int, eos: int) -> tuple[Any, Mask]:
+    """Build the llguidance tokenizer and the banned-token mask in one pass over the vocabulary.
+
+    This is ``llguidance.llamacpp.lltokenizer_from_vocab`` on llama.cpp's current (not
+    deprecated) vocabulary calls: control tokens, and user-defined ``<...>`` markers, get the
+    ``0xff`` prefix that makes llguidance treat them as special.
+    """
+    import llguidance
+
+    control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+    user = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    ban_bits = control | llama_cpp.LLAMA_TOKEN_ATTR_UNUSED | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    size = 16 * 1024
+    buf = ctypes.create_string_buffer(size + 1)
+    pieces: list[bytes] = []
+    banned = np.zeros(n_vocab, dtype=np.bool_)
+    for token in range(n_vocab):
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, True)
+        if n < 0:
+            raise CPUError(f"token {token} does not fit a {size}-byte buffer; report this model")
+        piece = bytes(buf[:n])
+        attr = int(llama_cpp.llama_vocab_get_attr(vocab, token))
+        if attr & control or (attr & user and piece.startswith(b"<") and piece.endswith(b">")):
+            piece = b"\xff" + piece
+        # Runs of newlines/tabs are user-defined text; markers like "[multimodal]" or "<h1>"
+        # are not text the model should emit as one token.
+        banned[token] = bool(attr & ban_bits) or bool(attr & user and not piece.isspace())
+        pieces.append(piece)
+    fptr = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
+    tokenizer = llguidance.LLTokenizer.from_llamacpp(
+        tokens=pieces, vocab_ptr=vocab, tokenize_fptr=fptr, eos_token=eos, slices=None
+    )
+    return tokenizer, banned
