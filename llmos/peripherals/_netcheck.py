@@ -1,12 +1,14 @@
-"""Address checks for the browser: which hosts count as public, and how a host string is read.
+"""The browser's gate: which URLs may be opened, and which addresses count as public.
 
 The browser may open a connection only to an address that is public: reachable on the open
 internet and not a door into the machine or the network it runs on (loopback, private ranges,
-link-local cloud metadata, CGNAT, multicast, reserved space). Three rules make that hold:
+link-local cloud metadata, CGNAT, multicast, reserved space). Four rules make that hold:
 
-- a host is read once, the way the kernel would read it: numeric forms that ``inet_aton`` and
-  WHATWG parsers accept (``2130706433``, ``0x7f000001``, ``127.1``, ``0177.0.0.1``) are turned
-  into the IPv4 address they denote, never passed on to a resolver as a "name";
+- a URL is read once (``httpx.URL``), and the parsed object is what gets checked and sent;
+  whitespace, backslashes, credentials and schemes other than http/https are refused first;
+- a host is read the way ``inet_aton`` and WHATWG parsers read it: numeric forms
+  (``2130706433``, ``0x7f000001``, ``127.1``, ``0177.0.0.1``) are turned into the IPv4 address
+  they denote, never passed on to a resolver as a "name";
 - every address a name resolves to is checked, and one bad answer refuses the whole name;
 - IPv6 forms that carry an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) are refused
   outright, naming the embedded address, because the network may route them to that address.
@@ -15,18 +17,39 @@ link-local cloud metadata, CGNAT, multicast, reserved space). Three rules make t
 ``::127.0.0.1``, NAT64, 6to4 and ``192.0.0.192`` (Oracle Cloud metadata) as global, so explicit
 deny lists come first and ``is_global`` is the last word.
 
-Neighbours: ``llmos.peripherals.browser`` calls :func:`host_address` on every URL it is about to
-open and :func:`refusal` on every address it is about to connect to.
+Neighbours: ``llmos.peripherals.browser`` asks :meth:`Gate.check` about every URL it is about
+to open (redirects included) and connects only to the addresses in the returned
+:class:`Target`; the resolver is called once per check, so nothing can rebind in between.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["IPAddress", "host_address", "name_refusal", "parse_address", "refusal"]
+import httpx
+
+from llmos.errors import Fault, UsageError
+
+__all__ = [
+    "Gate",
+    "IPAddress",
+    "Resolver",
+    "Target",
+    "host_address",
+    "name_refusal",
+    "parse_address",
+    "refusal",
+    "system_resolver",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+"""``resolver(host, port)`` returns the host's addresses as strings; raises OSError if none."""
+
 
 _V4_DENY: tuple[tuple[str, str], ...] = (
     ("0.0.0.0/8", "an unspecified ('this network') address"),
@@ -74,6 +97,7 @@ _V6_NETS = tuple((ipaddress.IPv6Network(n), why) for n, why in _V6_DENY)
 _V6_EMBED_NETS = tuple((ipaddress.IPv6Network(n), why) for n, why in _V6_EMBEDDING)
 
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _NUMERIC_PART = re.compile(r"^(?:0[xX][0-9a-fA-F]*|[0-9]+)$")
 
@@ -190,3 +214,110 @@ def name_refusal(name: str) -> str | None:
     if "." not in name:
         return "a single-label name (resolved through local search domains)"
     return None
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The machine's resolver (``getaddrinfo``): every address of ``host``, IPv4 and IPv6."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One checked hop: the URL as written, and the only addresses it may connect to."""
+
+    url: httpx.URL
+    addresses: tuple[IPAddress, ...]
+
+
+class Gate:
+    """What the browser may open: public hosts on open ports, plus explicitly allowed pairs.
+
+    Args:
+        allow_hosts: ``"host:port"`` pairs that skip the public-address and port checks.
+        ports: ports open on public hosts.
+        resolver: host name → addresses; called once per check.
+    """
+
+    def __init__(
+        self, allow_hosts: Iterable[str], ports: Iterable[int], resolver: Resolver
+    ) -> None:
+        self.allow_hosts = frozenset(_allow_key(entry) for entry in allow_hosts)
+        self.ports = frozenset(ports)
+        self._resolve = resolver
+
+    def check(self, url: str) -> Target:
+        """Read ``url`` once and return the addresses it may reach, or raise a refusal."""
+        if any(c.isspace() or _CONTROL.match(c) for c in url):
+            raise Fault("refused: the URL contains whitespace or control characters; remove them")
+        if "\\" in url:
+            raise Fault("refused: the URL contains a backslash; write it with '/' only")
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as exc:  # idna errors are ValueErrors too
+            raise Fault(f"refused: {url!r} is not a valid URL ({exc})") from None
+        if parsed.scheme not in ("http", "https"):
+            raise Fault(f"refused: only http and https URLs can be fetched, not {parsed.scheme!r}")
+        if parsed.userinfo:
+            raise Fault("refused: the URL carries credentials (user:password@); remove them")
+        host = parsed.host
+        try:
+            literal = host_address(host)
+        except ValueError as exc:
+            raise Fault(f"refused: {exc}") from None
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        allowed = (str(literal) if literal else host.rstrip("."), port) in self.allow_hosts
+        if not allowed and port not in self.ports:
+            open_ports = ", ".join(str(p) for p in sorted(self.ports))
+            raise Fault(f"refused: port {port} is closed to the browser (open ports: {open_ports})")
+        if literal is not None:
+            addresses: tuple[IPAddress, ...] = (literal,)
+        else:
+            why = name_refusal(host)
+            if why and not allowed:
+                raise Fault(f"refused: {host} is {why}; only public hosts can be fetched")
+            addresses = self._lookup(host, port)
+        for address in addresses:
+            why = None if allowed else refusal(address)
+            if why is None:
+                continue
+            if literal is None:
+                subject = f"{host} resolves to {address},"
+            elif str(literal) == host:
+                subject = f"{host} is"
+            else:  # a numeric form such as 2130706433: say what it denotes
+                subject = f"{host} is {address},"
+            raise Fault(f"refused: {subject} {why}; only public hosts can be fetched")
+        return Target(parsed, addresses)
+
+    def _lookup(self, host: str, port: int) -> tuple[IPAddress, ...]:
+        try:
+            answers = self._resolve(host, port)
+        except OSError as exc:
+            raise Fault(f"could not resolve {host} ({exc}); check the host name") from None
+        addresses: list[IPAddress] = []
+        for answer in answers:
+            try:
+                addresses.append(parse_address(answer))
+            except ValueError:
+                raise Fault(f"refused: {host} resolves to {answer!r}, not an address") from None
+        if not addresses:
+            raise Fault(f"could not resolve {host}: it has no addresses")
+        return tuple(addresses)
+
+
+def _allow_key(entry: str) -> tuple[str, int]:
+    """``"host:port"`` as the gate compares it: a canonical address or a lower-case name."""
+    try:
+        url = httpx.URL(f"allow://{entry}")  # a scheme without a default port keeps ':80'
+        literal = host_address(url.host)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise UsageError(
+            f"allow_hosts entry {entry!r} is not 'host:port' ({exc})", code="browser-allow-hosts"
+        ) from None
+    if url.port is None or url.path not in ("", "/") or url.userinfo:
+        raise UsageError(
+            f"allow_hosts entry {entry!r} must be 'host:port', e.g. '127.0.0.1:8123'",
+            code="browser-allow-hosts",
+        )
+    return (str(literal) if literal else url.host.rstrip("."), url.port)

@@ -28,11 +28,9 @@ from __future__ import annotations
 import http.cookiejar
 import math
 import re
-import socket
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 import httpx
@@ -42,6 +40,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from llmos.errors import Fault, UsageError
 from llmos.peripherals import _netcheck
+from llmos.peripherals._netcheck import Resolver, Target, system_resolver
 from llmos.peripherals.base import Document, Limits, Peripheral, grounded, syscall
 
 __all__ = [
@@ -53,21 +52,12 @@ __all__ = [
     "system_resolver",
 ]
 
-Resolver = Callable[[str, int], Sequence[str]]
-"""``resolver(host, port)`` returns the host's addresses as strings; raises OSError if none."""
-
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _TEXT_TYPES = frozenset({"application/json", "application/xhtml+xml", "application/xml"})
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _MAX_HEADER_BYTES = 64 * 1024
 _OP_TIMEOUT_S = 5.0  # one connect or read; the whole fetch is bounded by total_timeout_s
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    """The machine's resolver (``getaddrinfo``): every address of ``host``, IPv4 and IPv6."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class FetchArgs(BaseModel):
@@ -91,14 +81,6 @@ class SearchPageArgs(BaseModel):
     query: str = Field(
         min_length=1, max_length=300, description="Words to look for in the page."
     )
-
-
-@dataclass(frozen=True)
-class _Target:
-    """One checked hop: the URL as written, and the addresses it may connect to."""
-
-    url: httpx.URL
-    addresses: tuple[_netcheck.IPAddress, ...]
 
 
 class _Transient(Exception):
@@ -147,13 +129,11 @@ class Browser(Peripheral):
                 "max_bytes and attempts must be at least 1 and max_redirects at least 0",
                 code="browser-limits",
             )
-        self.allow_hosts = frozenset(_allow_key(entry) for entry in allow_hosts)
-        self.ports = frozenset(ports)
         self.max_bytes = max_bytes
         self.total_timeout_s = total_timeout_s
         self.max_redirects = max_redirects
         self.attempts = attempts
-        self._resolve: Resolver = resolver or system_resolver
+        self.gate = _netcheck.Gate(allow_hosts, ports, resolver or system_resolver)
         self._clock = clock
         if transport is None:  # no keep-alive: a pooled connection would outlive its SNI check
             transport = httpx.HTTPTransport(
@@ -193,13 +173,13 @@ class Browser(Peripheral):
     def read(self, url: str) -> tuple[str, str]:
         """Fetch ``url`` under every check; return the final URL and the page as text."""
         deadline = self._clock() + self.total_timeout_s
-        target = self._check(url)
+        target = self.gate.check(url)
         for _hop in range(self.max_redirects + 1):
             response = self._send(target, deadline)
             try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
-                    target = self._check(_join(target.url, location))
+                    target = self.gate.check(_join(target.url, location))
                     continue
                 return _final(target.url), self._body(response, target.url, deadline)
             finally:
@@ -209,66 +189,7 @@ class Browser(Peripheral):
             "fetch the final address directly"
         )
 
-    def _check(self, url: str) -> _Target:
-        """Read ``url`` once and return the addresses it may reach, or raise a refusal."""
-        if any(c.isspace() or _CONTROL.match(c) for c in url):
-            raise Fault("refused: the URL contains whitespace or control characters; remove them")
-        if "\\" in url:
-            raise Fault("refused: the URL contains a backslash; write it with '/' only")
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, ValueError) as exc:  # idna errors are ValueErrors too
-            raise Fault(f"refused: {url!r} is not a valid URL ({exc})") from None
-        if parsed.scheme not in ("http", "https"):
-            raise Fault(f"refused: only http and https URLs can be fetched, not {parsed.scheme!r}")
-        if parsed.userinfo:
-            raise Fault("refused: the URL carries credentials (user:password@); remove them")
-        host = parsed.host
-        try:
-            literal = _netcheck.host_address(host)
-        except ValueError as exc:
-            raise Fault(f"refused: {exc}") from None
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        allowed = (str(literal) if literal else host.rstrip("."), port) in self.allow_hosts
-        if not allowed and port not in self.ports:
-            open_ports = ", ".join(str(p) for p in sorted(self.ports))
-            raise Fault(f"refused: port {port} is closed to the browser (open ports: {open_ports})")
-        if literal is not None:
-            addresses: tuple[_netcheck.IPAddress, ...] = (literal,)
-        else:
-            why = _netcheck.name_refusal(host)
-            if why and not allowed:
-                raise Fault(f"refused: {host} is {why}; only public hosts can be fetched")
-            addresses = self._lookup(host, port)
-        for address in addresses:
-            why = None if allowed else _netcheck.refusal(address)
-            if why is None:
-                continue
-            if literal is None:
-                subject = f"{host} resolves to {address},"
-            elif str(literal) == host:
-                subject = f"{host} is"
-            else:  # a numeric form such as 2130706433: say what it denotes
-                subject = f"{host} is {address},"
-            raise Fault(f"refused: {subject} {why}; only public hosts can be fetched")
-        return _Target(parsed, addresses)
-
-    def _lookup(self, host: str, port: int) -> tuple[_netcheck.IPAddress, ...]:
-        try:
-            answers = self._resolve(host, port)
-        except OSError as exc:
-            raise Fault(f"could not resolve {host} ({exc}); check the host name") from None
-        addresses: list[_netcheck.IPAddress] = []
-        for answer in answers:
-            try:
-                addresses.append(_netcheck.parse_address(answer))
-            except ValueError:
-                raise Fault(f"refused: {host} resolves to {answer!r}, not an address") from None
-        if not addresses:
-            raise Fault(f"could not resolve {host}: it has no addresses")
-        return tuple(addresses)
-
-    def _send(self, target: _Target, deadline: float) -> httpx.Response:
+    def _send(self, target: Target, deadline: float) -> httpx.Response:
         """One hop with bounded retries; each try connects to a checked address, in turn."""
         url = target.url
         retrying = Retrying(
@@ -347,11 +268,16 @@ class Browser(Peripheral):
     def _read_capped(
         self, response: httpx.Response, where: str, deadline: float
     ) -> tuple[bytes, bool]:
-        inflate = _Inflater(response.headers.get("content-encoding", "identity"), where)
+        chunks: Iterable[bytes]
+        if response.is_stream_consumed:  # built in memory (a test transport): httpx decoded it
+            chunks, inflate = [response.content], _Inflater("identity", where)
+        else:
+            chunks = response.iter_raw()
+            inflate = _Inflater(response.headers.get("content-encoding", "identity"), where)
         body = bytearray()
         wire = 0
         try:
-            for chunk in response.iter_raw():
+            for chunk in chunks:
                 if self._clock() > deadline:
                     raise Fault(
                         f"refused: {where} took longer than {self.total_timeout_s:g} s to arrive"
@@ -415,19 +341,6 @@ def _join(base: httpx.URL, location: str) -> str:
 
 def _final(url: httpx.URL) -> str:
     return str(url.copy_with(fragment=None))
-
-
-def _allow_key(entry: str) -> tuple[str, int]:
-    try:
-        url = httpx.URL(f"http://{entry}")
-        literal = _netcheck.host_address(url.host)
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise UsageError(f"allow_hosts entry {entry!r} is not 'host:port' ({exc})",
-                         code="browser-allow-hosts") from None
-    if url.port is None or url.path != "/":
-        raise UsageError(f"allow_hosts entry {entry!r} must be 'host:port', e.g. '127.0.0.1:8123'",
-                         code="browser-allow-hosts")
-    return (str(literal) if literal else url.host.rstrip("."), url.port)
 
 
 # -- passages -------------------------------------------------------------------------------
