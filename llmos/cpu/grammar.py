@@ -161,7 +161,7 @@ def _read_vocab(llama_cpp: Any, vocab: Any, n_vocab: int, eos: int) -> tuple[Any
         n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, True)
         if n < 0:
             raise CPUError(f"token {token} does not fit a {size}-byte buffer; report this model")
-        piece = bytes(buf[:n])
+        piece = ctypes.string_at(buf, n)
         attr = int(llama_cpp.llama_vocab_get_attr(vocab, token))
         if attr & control or (attr & user and piece.startswith(b"<") and piece.endswith(b">")):
             piece = b"\xff" + piece
@@ -170,7 +170,7 @@ def _read_vocab(llama_cpp: Any, vocab: Any, n_vocab: int, eos: int) -> tuple[Any
         banned[token] = bool(attr & ban_bits) or bool(attr & user and not piece.isspace())
         pieces.append(piece)
     fptr = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
-    tokenizer = llguidance.LLTokenizer.from_llamacpp(
+    tokenizer = llguidance.LLTokenizer.from_llamacpp(  # type: ignore[attr-defined]
         tokens=pieces, vocab_ptr=vocab, tokenize_fptr=fptr, eos_token=eos, slices=None
     )
     return tokenizer, banned

@@ -32,7 +32,7 @@ PROMPT = (
 
 
 def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="LlamaCPU.default"):
+    with pytest.raises(UsageError, match=r"LlamaCPU\.default"):
         LlamaCPU(tmp_path / "absent.gguf")
 
 
@@ -119,7 +119,8 @@ def test_no_special_tokens_inside_json(cpu: LlamaCPU, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(cpu, "_sample", spy)
     bait = "[multimodal]<start_of_image><eos><end_of_turn>"
-    prompt = "".join(f'Q: say it\nA: {{"text": "{bait}{bait}"}}\n' for _ in range(3)) + "Q: say it\nA: "
+    shot = f'Q: say it\nA: {{"text": "{bait}{bait}"}}\n'
+    prompt = shot * 3 + "Q: say it\nA: "
     schema = {"type": "object", "properties": {"text": {"type": "string", "maxLength": 60}}}
     dec = cpu.complete(prompt, schema=schema, max_tokens=60, temperature=0.9, seed=1)
     json.loads(dec.text)
