@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import ClassVar
 
+import httpx
 import pytest
 
 from llmos.errors import Fault, UsageError
@@ -291,3 +292,22 @@ def test_bad_configuration_is_a_usage_error() -> None:
         Browser(allow_hosts=["127.0.0.1"])
     with pytest.raises(UsageError, match="total_timeout_s"):
         Browser(total_timeout_s=600)
+
+
+def test_in_memory_mock_responses_work_and_urls_with_credentials_are_refused() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, headers={"Content-Type": "text/plain"}, content=b"hello")
+
+    dev = Browser(resolver=lambda host, port: ["93.184.215.14"],
+                  transport=httpx.MockTransport(handler))
+    doc = _fetch(dev, "https://example.com/a?b=1")
+    assert (doc.text, doc.source) == ("hello", "https://example.com/a?b=1")
+    assert str(seen[0].url) == "https://93.184.215.14/a?b=1"
+    assert seen[0].headers["host"] == "example.com"
+    assert seen[0].extensions["sni_hostname"] == "example.com"
+    with pytest.raises(Fault, match=r"refused: the URL carries credentials"):
+        _fetch(dev, "https://user:secret@example.com/")
+    assert len(seen) == 1

@@ -24,8 +24,9 @@ import httpx
 import pytest
 
 from llmos.errors import Fault
+from llmos.peripherals._netcheck import host_address, refusal
 from llmos.peripherals.base import Document
-from llmos.peripherals.browser import Browser
+from llmos.peripherals.browser import Browser, FetchArgs
 
 # The addresses the corpus uses for "some public host" (PROVENANCE.md) and its public literals.
 STAND_INS = frozenset({"93.184.215.14", "8.8.8.8", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"})
@@ -176,7 +177,7 @@ def _run(case: dict[str, Any], canary: int, *, force_text: bool = False, **kw: A
     resolver, lookups = _stub_resolver(case)
     dev = Browser(resolver=resolver, transport=transport, clock=clock, **kw)
     try:
-        outcome: Document | Fault = dev.fetch(dev.syscalls()["browser.fetch"].args(url=case["url"]))
+        outcome: Document | Fault = dev.fetch(FetchArgs(url=case["url"]))
     except Fault as fault:
         outcome = fault
     return _Run(outcome, transport, lookups)
@@ -279,3 +280,39 @@ def test_every_case_is_refused_or_allowed_as_expected_and_none_escapes(
     assert tally["tried"] == len(CASES) > 100
     assert escaped == []
     assert _Canary.hits == []
+
+
+@pytest.mark.parametrize(
+    ("host", "means"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),  # httpx rejects this URL; the gate reads it anyway
+        ("0xa9.254.0251.0xfe", "169.254.169.254"),
+        ("017700000001", "127.0.0.1"),
+    ],
+)
+def test_numeric_hosts_mean_the_address_inet_aton_gives(host: str, means: str) -> None:
+    address = host_address(host)
+    assert str(address) == means
+    assert address is not None and refusal(address) is not None
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["::ffff:8.8.8.8", "::8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
+     "2001:0:4136:e378:8000:63bf:3fff:fdd2", "100.100.100.200", "192.0.0.192", "fd00:ec2::254",
+     "224.0.0.251", "ff02::1", "0.0.0.0", "::", "fe80::1", "fec0::1"],
+)
+def test_embedded_and_special_addresses_are_never_public(address: str) -> None:
+    import ipaddress
+
+    assert refusal(ipaddress.ip_address(address)) is not None
+
+
+def test_public_addresses_pass() -> None:
+    import ipaddress
+
+    for address in [*sorted(STAND_INS), "1.1.1.1", "2a00:1450:4001:80b::200e"]:
+        assert refusal(ipaddress.ip_address(address)) is None, address
