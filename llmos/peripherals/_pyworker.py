@@ -343,7 +343,8 @@ def _describe(exc: BaseException) -> str:
         text = str(exc)
     except BaseException:
         text = ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    name = next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+    return f"{name}: {text}" if text else name
 
 
 def _run(code: str, cfg: dict[str, Any]) -> dict[str, Any]:

@@ -56,7 +56,8 @@ def test_none_value_and_no_print_says_how_to_see_a_result() -> None:
 def test_own_classes_functions_and_augmented_assignment_work() -> None:
     code = (
         "class Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n"
-        "p = Point(1, 2)\np.x = p.x + 10\ntotal = 0\nfor a, b in [(1, 2), (3, 4)]:\n    total += a * b\n"
+        "p = Point(1, 2)\np.x = p.x + 10\ntotal = 0\n"
+        "for a, b in [(1, 2), (3, 4)]:\n    total += a * b\n"
         "(p.x, total, sorted({3, 1, 2}), sum(range(10)), f'{p.y:03d}')"
     )
     assert ok(code) == "(11, 14, [1, 2, 3], 45, '002')"
@@ -72,7 +73,8 @@ def test_allowed_modules_compute() -> None:
         "import math, statistics, json, re, collections, itertools\n"
         "from fractions import Fraction\nfrom decimal import Decimal\nimport datetime\n"
         "[math.isqrt(99), statistics.mean([1, 2, 3, 4]), str(Fraction(1, 3) + Fraction(1, 6)),\n"
-        " str(Decimal('0.1') + Decimal('0.2')), json.dumps({'a': [1]}), re.findall(r'\\d+', 'a1b22'),\n"
+        " str(Decimal('0.1') + Decimal('0.2')), json.dumps({'a': [1]}),\n"
+        " re.findall(r'\\d+', 'a1b22'),\n"
         " collections.Counter('abca').most_common(1), len(list(itertools.permutations('abc'))),\n"
         " (datetime.date(2024, 3, 1) - datetime.date(2024, 2, 1)).days]"
     )
@@ -110,6 +112,12 @@ def test_shared_modules_cannot_be_changed() -> None:
     assert "TypeError" in fault("import math\nmath.pi = 3")
     assert "TypeError" in fault("import json\njson.dumps = len")
     assert ok("import math\nmath.pi").startswith("3.14159")
+
+
+def test_denied_attributes_read_as_attribute_errors() -> None:
+    assert "AttributeError: access to the attribute 'gi_frame'" in fault(
+        "def g():\n    yield 1\ngetattr(g(), 'gi_frame')"
+    )
 
 
 def test_str_format_is_refused_but_fstrings_and_percent_work() -> None:
