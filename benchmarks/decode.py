@@ -1,0 +1,198 @@
+"""Decoding benchmark: one syscall per prompt, three ways, on the embedded default model.
+
+The same few-shot transcript prompts are decoded by
+
+1. ``plain``: llama-cpp-python's high-level completion, greedy, stopped at a newline; a call
+   counts only if it parses and validates against the schema;
+2. ``gbnf``: the same with llama-cpp-python's GBNF grammar built from the same JSON schema
+   (``LlamaGrammar.from_json_schema``);
+3. ``llmos``: ``LlamaCPU.complete`` (llguidance mask, fast-forward of forced tokens).
+
+Every call starts from an empty KV cache (each method pays the same prefill), and methods are
+interleaved per prompt so that noise from other load on the machine hits all three alike.
+The figure of merit is wall time per *valid* call. The last line with ``--json`` is one JSON
+object: ``llmos_vs_gbnf`` and ``llmos_vs_plain`` (>1 means llmos is faster per valid call),
+``valid_rate_<method>``, and per-method details.
+
+Run: ``python -m benchmarks.decode [--repeats 3] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+
+from llmos.cpu.llama import LlamaCPU
+
+SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "properties": {
+                "syscall": {"const": "calculator.evaluate"},
+                "args": {
+                    "type": "object",
+                    "properties": {"expression": {"type": "string", "maxLength": 80}},
+                    "required": ["expression"],
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["syscall", "args"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "properties": {
+                "syscall": {"const": "answer"},
+                "args": {
+                    "type": "object",
+                    "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 200}},
+                    "required": ["text"],
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["syscall", "args"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+FEW_SHOT = (
+    "Each line is a question and the one call that answers it.\n"
+    "Q: What is 12 * 7?\n"
+    'CALL: {"syscall": "calculator.evaluate", "args": {"expression": "12 * 7"}}\n'
+    "Q: What is the capital of France?\n"
+    'CALL: {"syscall": "answer", "args": {"text": "Paris"}}\n'
+    "Q: What is 1024 / 8 + 3?\n"
+    'CALL: {"syscall": "calculator.evaluate", "args": {"expression": "1024 / 8 + 3"}}\n'
+)
+QUESTIONS = [
+    "What is 345 + 99?",
+    "What is 123456789 * 987654321?",
+    "What is 2 to the power of 10?",
+    "What is 17% of 250?",
+]
+MAX_TOKENS = 64
+
+
+def _valid(text: str) -> bool:
+    try:
+        jsonschema.validate(json.loads(text), SCHEMA)
+    except (ValueError, jsonschema.ValidationError):
+        return False
+    return True
+
+
+def _methods(cpu: LlamaCPU) -> dict[str, Callable[[str], str]]:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    llama = cpu.llama
+    gbnf = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
+
+    def plain(prompt: str) -> str:
+        out = llama.create_completion(prompt, max_tokens=MAX_TOKENS, temperature=0.0, stop=["\n"])
+        return str(out["choices"][0]["text"]).strip()
+
+    def grammar(prompt: str) -> str:
+        out = llama.create_completion(
+            prompt, max_tokens=MAX_TOKENS, temperature=0.0, stop=["\n"], grammar=gbnf
+        )
+        return str(out["choices"][0]["text"]).strip()
+
+    def llmos(prompt: str) -> str:
+        return cpu.complete(prompt, schema=SCHEMA, max_tokens=MAX_TOKENS).text
+
+    return {"plain": plain, "gbnf": grammar, "llmos": llmos}
+
+
+def _cold(cpu: LlamaCPU) -> None:
+    """Empty the KV cache for both the high-level API and LlamaCPU's bookkeeping."""
+    cpu.llama.reset()
+    cpu.reset()
+
+
+def run(repeats: int) -> dict[str, Any]:
+    """Decode every question ``repeats`` times with each method; return the summary."""
+    cpu = LlamaCPU.default()
+    methods = _methods(cpu)
+    for fn in methods.values():  # warm up: llguidance vocabulary, grammar compile, caches
+        _cold(cpu)
+        fn(FEW_SHOT + "Q: What is 1 + 1?\nCALL:")
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    valid: dict[str, int] = dict.fromkeys(methods, 0)
+    samples: dict[str, list[str]] = {m: [] for m in methods}
+    for rep in range(repeats):
+        for question in QUESTIONS:
+            prompt = f"{FEW_SHOT}Q: {question}\nCALL:"
+            for name, fn in methods.items():
+                _cold(cpu)
+                started = time.perf_counter()
+                text = fn(prompt)
+                times[name].append(time.perf_counter() - started)
+                valid[name] += _valid(text)
+                if rep == 0:
+                    samples[name].append(text)
+    cpu.close()
+    summary: dict[str, Any] = {"repeats": repeats, "calls_per_method": repeats * len(QUESTIONS)}
+    per_valid: dict[str, float | None] = {}
+    for name in methods:
+        n = len(times[name])
+        total = sum(times[name])
+        per_valid[name] = total / valid[name] if valid[name] else None
+        summary[name] = {
+            "median_s": round(statistics.median(times[name]), 3),
+            "total_s": round(total, 2),
+            "valid": valid[name],
+            "valid_rate": valid[name] / n,
+            "s_per_valid_call": round(total / valid[name], 3) if valid[name] else None,
+            "samples": samples[name],
+        }
+        summary[f"valid_rate_{name}"] = valid[name] / n
+    summary["valid_rate"] = {name: summary[f"valid_rate_{name}"] for name in methods}
+    for other in ("gbnf", "plain"):
+        mine, theirs = per_valid["llmos"], per_valid[other]
+        # No valid call at all from the other method: llmos is infinitely faster; report None.
+        ratio = theirs / mine if mine and theirs else None
+        summary[f"llmos_vs_{other}"] = round(ratio, 2) if ratio else None
+        summary[f"llmos_vs_{other}_median"] = round(
+            summary[other]["median_s"] / summary["llmos"]["median_s"], 2
+        )
+    return summary
+
+
+def main() -> None:
+    """Parse arguments, run, print a table and (with --json) one JSON line last."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+    summary = run(args.repeats)
+    print(f"{'method':8} {'median s':>9} {'s/valid call':>13} {'valid':>8}")
+    for name in ("plain", "gbnf", "llmos"):
+        row = summary[name]
+        per = row["s_per_valid_call"]
+        print(
+            f"{name:8} {row['median_s']:9.3f} {per if per is not None else float('nan'):13.3f} "
+            f"{row['valid']:>3}/{summary['calls_per_method']:<4}"
+        )
+        print(f"         first outputs: {row['samples'][:2]}")
+    print(
+        f"llmos vs gbnf: {summary['llmos_vs_gbnf']}x per valid call "
+        f"({summary['llmos_vs_gbnf_median']}x by median)"
+    )
+    print(
+        f"llmos vs plain: {summary['llmos_vs_plain']}x per valid call "
+        f"({summary['llmos_vs_plain_median']}x by median)"
+    )
+    if args.json:
+        print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
