@@ -17,7 +17,7 @@ class Params:
     ram_tokens: int | None = None  # RAM budget per process; None = n_ctx - max_call_tokens
     temperature: float = 0.0  # 0 = greedy decoding; above 0 samples with `seed`
     seed: int = 0  # sampling seed, so runs repeat
-    examples_per_device: int = 2  # worked examples rendered per mounted peripheral
+    examples_per_device: int = 3  # worked examples per device (a base model imitates them)
     ground: bool = True  # narrow grounded fields to values present in resident pages
     max_device_calls: int | None = None  # device calls per process; None = no quota
     max_seconds: float | None = None  # wall-clock seconds per run; None = no quota

@@ -72,7 +72,9 @@ class Kernel:
                     code="not-a-peripheral",
                 )
             if dev.name in self.peripherals:
-                raise UsageError(f"two peripherals are named {dev.name!r}", code="syscall-duplicate")
+                raise UsageError(
+                    f"two peripherals are named {dev.name!r}", code="syscall-duplicate"
+                )
             dev.open()
             self.peripherals[dev.name] = dev
         self._pids = itertools.count(1)
@@ -97,7 +99,8 @@ class Kernel:
         """
         devices = self._select(peripherals)
         table = SyscallTable(devices, strict=self.params.strict)
-        budget = ram_tokens or self.params.ram_tokens or self.cpu.n_ctx - self.params.max_call_tokens
+        default_budget = self.cpu.n_ctx - self.params.max_call_tokens
+        budget = ram_tokens or self.params.ram_tokens or default_budget
         if budget + self.params.max_call_tokens > self.cpu.n_ctx:
             raise UsageError(
                 f"ram_tokens={budget} plus {self.params.max_call_tokens} tokens for the next "

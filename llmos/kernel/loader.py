@@ -80,19 +80,20 @@ def render_example(example: Example) -> str:
     """One worked example as transcript lines, in the journal's own form."""
     lines = [f"User: {example.question}"]
     for name, args, result in example.calls:
-        lines.append(f"Call: {format_call(name, args)}")
+        lines.append(format_call(name, args))
         lines.append(f"Result: {result}")
-    lines.append(f"Call: {format_call(ANSWER, {'text': example.answer})}")
+    lines.append(format_call(ANSWER, {"text": example.answer}))
     return "\n".join(lines) + "\n"
 
 
 def _examples_for(table: SyscallTable, per_device: int) -> list[Example]:
-    chosen: list[Example] = []
+    # the kernel's generic examples come first: the device examples sit right before the
+    # conversation, where a base model weighs them most
+    chosen: list[Example] = list(_kernel_examples())
     names = set(table.specs)
     for dev in table.peripherals:
         usable = [e for e in dev.examples if all(c[0] in names for c in e.calls)]
         chosen.extend(usable[:per_device])
-    chosen.extend(_kernel_examples())
     return chosen
 
 
@@ -105,18 +106,15 @@ def render_header(
     pinned: Iterable[str] = (),
 ) -> str:
     """The whole process header: program, syscall table, worked examples, pinned notes."""
-    tools = "\n".join(
-        f"- {signature(spec)}: {spec.doc}{_describe_fields(spec)}" for spec in table.specs.values()
-    )
+    # devices first, ``answer`` last: the table reads in the order a turn uses it
+    specs = sorted(table.specs.values(), key=lambda s: s.name == ANSWER)
+    tools = "\n".join(f"- {signature(s)}: {s.doc}{_describe_fields(s)}" for s in specs)
     shown = list(examples) if examples is not None else _examples_for(table, per_device)
     blocks = [system.strip(), "", "Tools:", tools, ""]
-    for i, ex in enumerate(shown, 1):
-        blocks.append(f"### Example {i}")
-        blocks.append(render_example(ex))
-    notes = [n for n in pinned]
+    # worked examples are plain transcript separated by blank lines: headings between them
+    # measurably weaken how much a base model imitates them
+    blocks.extend(render_example(ex) for ex in shown)
+    notes = list(pinned)
     if notes:
-        blocks.append("### Notes")
-        blocks.extend(f"- {n}" for n in notes)
-        blocks.append("")
-    blocks.append("### Conversation")
+        blocks.append("Notes:\n" + "".join(f"- {n}\n" for n in notes))
     return "\n".join(blocks) + "\n"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from llmos.errors import UsageError
@@ -27,7 +27,7 @@ from llmos.memory.ram import RAM
 __all__ = ["ProcState", "ProcStats", "Process"]
 
 
-class ProcState(str, Enum):
+class ProcState(StrEnum):
     """Where a process is in its life."""
 
     READY = "ready"

@@ -31,7 +31,7 @@ from llmos.cpu.base import CPU, Decoding
 from llmos.errors import Fault, QuotaExceeded, StepLimitExceeded
 from llmos.kernel.ground import step_schema
 from llmos.kernel.policy import Policy
-from llmos.kernel.proc import ProcState, Process
+from llmos.kernel.proc import Process, ProcState
 from llmos.kernel.syscall import ANSWER, Outcome
 from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted
 from llmos.kernel.trap import decode_call
@@ -133,7 +133,8 @@ def turn(
         )
         group = uuid.uuid4().hex[:8]
         proc.ram.append(
-            Page(pid=proc.pid, kind="call", role="model", text=dec.text, source="model", group=group)
+            Page(pid=proc.pid, kind="call", role="model", text=dec.text, source="model",
+                 group=group)
         )
         try:
             call = decode_call(dec.text)
@@ -144,7 +145,7 @@ def turn(
             _observe(proc, f"Fault: {fault.message}", "kernel", True, group)
             continue
         if call.name == ANSWER:
-            text, filtered = policy.egress(str(getattr(args, "text")), proc.ram.pages)
+            text, filtered = policy.egress(str(args.model_dump()["text"]), proc.ram.pages)
             trace.append(Answered(pid=proc.pid, step=step, text=text, filtered=filtered))
             return Reply(text=text, trace=list(trace), pid=proc.pid)
         spec = proc.table.specs[call.name]
@@ -158,7 +159,8 @@ def turn(
             )
             _observe(proc, f"Fault: {denial}", "policy", True, group)
             continue
-        if params.max_device_calls is not None and proc.stats.device_calls >= params.max_device_calls:
+        quota = params.max_device_calls
+        if quota is not None and proc.stats.device_calls >= quota:
             raise QuotaExceeded(
                 f"process {proc.pid} made {proc.stats.device_calls} device calls, its quota; "
                 "raise Params.max_device_calls",

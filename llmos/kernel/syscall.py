@@ -134,7 +134,9 @@ class SyscallTable:
             raise
         except Exception as exc:
             if self.strict:
-                raise PeripheralError(f"peripheral {source!r} crashed in {name!r}: {exc!r}") from exc
+                raise PeripheralError(
+                    f"peripheral {source!r} crashed in {name!r}: {exc!r}"
+                ) from exc
             return Outcome(
                 f"the device {source!r} failed ({type(exc).__name__}); try another approach",
                 "error",

@@ -5,7 +5,10 @@ The rendered context is, in this order and prefix-stable:
 1. the *header*: the program (system text), the syscall table, the worked examples and pinned
    pages. It changes only when the process is reconfigured, so its KV state is paid once;
 2. the *journal*: messages, calls, results, summaries and paged-in pages, append-only;
-3. the *cue* (``Call: ``), where the CPU writes the next instruction.
+3. the *cue*: nothing. A call is a bare JSON line, so the prompt ends in a newline and the
+   grammar's forced ``{"`` is tokenized exactly as in the worked examples (a trailing
+   ``"Call: "`` would leave a lone space token that the examples never show, and measurably
+   pushes a small model away from the pattern they teach).
 
 Appending keeps the KV prefix valid; removing a span (page-out) invalidates everything after
 it, which is why the pager evicts in batches (see ``llmos.memory.pager``).
@@ -35,7 +38,7 @@ from llmos.memory.page import Page
 
 __all__ = ["CUE", "RAM", "render_page"]
 
-CUE = "Call: "
+CUE = ""  # calls are bare JSON lines: the grammar forces their opening `{"`
 
 _LABEL = {
     "message": "User",
@@ -48,6 +51,8 @@ _LABEL = {
 
 def render_page(page: Page, *, nonce: str | None = None) -> str:
     """The text a page takes in the context (one or more lines, ending in a newline)."""
+    if page.kind == "call":
+        return f"{page.text}\n"
     label = _LABEL[page.kind]
     if page.kind == "message" and page.role == "device":
         label = "Result"
@@ -79,7 +84,7 @@ class RAM:
         self._pages: list[Page] = []
         self._rendered: dict[str, str] = {}  # page id -> its text in the context (stable)
         self.header = header
-        self._cue_tokens = count_tokens(CUE)
+        self._cue_tokens = count_tokens(CUE) if CUE else 0
 
     # -- header -------------------------------------------------------------------------
     @property

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Literal, TypeVar, cast, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, cast, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -101,6 +101,10 @@ class SyscallSpec:
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+@overload
+def syscall(fn: _F, *, sensitive: bool = False) -> _F: ...
+@overload
+def syscall(fn: None = None, *, sensitive: bool = False) -> Callable[[_F], _F]: ...
 def syscall(fn: _F | None = None, *, sensitive: bool = False) -> Any:
     """Mark a peripheral method as a syscall.
 
@@ -141,9 +145,10 @@ class Peripheral:
     unless overridden; the kernel calls them when it mounts and unmounts the device.
     """
 
-    name: ClassVar[str] = ""
-    limits: ClassVar[Limits] = Limits()
-    examples: ClassVar[tuple[Example, ...]] = ()
+    # class attributes that an instance may override (a wrapper, or limits set in __init__)
+    name: str = ""
+    limits: Limits = Limits()
+    examples: tuple[Example, ...] = ()
 
     def open(self) -> None:
         """Acquire resources (no-op by default)."""
@@ -245,7 +250,8 @@ class _FunctionPeripheral(Peripheral):
 
     def call(self, method: str, args: BaseModel) -> str | BaseModel | Document:
         fn = type(self)._fn
-        result: str | BaseModel | Document = fn(**{k: getattr(args, k) for k in type(args).model_fields})
+        values = {k: getattr(args, k) for k in type(args).model_fields}
+        result: str | BaseModel | Document = fn(**values)
         return result
 
 
@@ -288,10 +294,9 @@ def peripheral(
                 )
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (hints[p.name], default)
-        model_name = "".join(part.title() for part in re.split(r"[^A-Za-z0-9]", f.__name__)) + "Args"
-        args = create_model(  # type: ignore[call-overload]
-            model_name, __config__=ConfigDict(extra="forbid"), **fields
-        )
+        words = re.split(r"[^A-Za-z0-9]", f.__name__)
+        model_name = "".join(w.title() for w in words) + "Args"
+        args = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
         attrs: dict[str, Any] = {
             "name": name or f.__name__,
             "__doc__": f.__doc__ or (name or f.__name__),
@@ -303,7 +308,6 @@ def peripheral(
         if limits is not None:
             attrs["limits"] = limits
         cls = type(model_name.removesuffix("Args") or "Function", (_FunctionPeripheral,), attrs)
-        cls._fn = f
         return cast(type[Peripheral], cls)
 
     return build(fn) if fn is not None else build

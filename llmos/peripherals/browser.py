@@ -31,7 +31,6 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from typing import ClassVar
 
 import httpx
 from inscriptis import get_text
@@ -103,7 +102,7 @@ class Browser(Peripheral):
     """
 
     name = "browser"
-    limits: ClassVar[Limits] = Limits(timeout_s=30.0, max_output_chars=4000)
+    limits: Limits = Limits(timeout_s=30.0, max_output_chars=4000)
 
     def __init__(
         self,

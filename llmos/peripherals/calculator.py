@@ -33,7 +33,6 @@ import re
 from collections.abc import Callable
 from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, Underflow
 from fractions import Fraction
-from typing import ClassVar
 
 from pydantic import BaseModel
 
@@ -78,7 +77,7 @@ class Calculator(Peripheral):
 
     name = "calculator"
     limits = Limits(timeout_s=5.0, max_output_chars=21_000)
-    examples: ClassVar[tuple[Example, ...]] = (
+    examples: tuple[Example, ...] = (
         Example(
             question="A crate holds 36 bottles. How many bottles are in 125 crates?",
             calls=(("calculator.evaluate", {"expression": "36 * 125"}, "4500"),),

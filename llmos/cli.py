@@ -1,0 +1,185 @@
+"""The shell: the ``llmos`` command.
+
+``llmos run "QUESTION"`` boots a kernel and streams what happens; ``llmos peripherals`` lists
+the installed devices; ``llmos disk ...`` inspects the disk. Errors are one clear line and a
+non-zero exit, never a traceback, unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from llmos.errors import LLMOSError, RunError, UsageError
+from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled
+from llmos.peripherals.base import Peripheral, discover, discovery_errors
+
+__all__ = ["main"]
+
+_err = Console(stderr=True, highlight=False)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmos", description="A local LLM as an OS for agents.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="answer a question with an agent process")
+    run.add_argument("question", help="what to ask")
+    run.add_argument("--json", action="store_true", help="print one JSON object {answer, trace}")
+    run.add_argument("--model", type=Path, help="a GGUF file to use instead of the default model")
+    run.add_argument(
+        "--peripherals", help="comma-separated device names to mount (see `llmos peripherals`)"
+    )
+    run.add_argument(
+        "--verbose", "-v", action="store_true", help="show decode and scheduling events"
+    )
+    run.add_argument("--max-steps", type=int, default=None, help="instructions before giving up")
+
+    sub.add_parser("peripherals", help="list installed devices and their syscalls")
+    return parser
+
+
+def _mount(names: str | None) -> list[Peripheral] | None:
+    if names is None:
+        return None
+    available = discover()
+    devices: list[Peripheral] = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        cls = available.get(name)
+        if cls is None:
+            known = ", ".join(sorted(available)) or "none"
+            raise UsageError(f"no installed peripheral named {name!r}; installed: {known}")
+        try:
+            devices.append(cls())
+        except TypeError as exc:
+            raise UsageError(
+                f"peripheral {name!r} needs configuration and cannot be mounted from the shell "
+                f"({exc}); mount it from Python instead"
+            ) from exc
+    return devices
+
+
+def _show(event: Event, *, verbose: bool) -> None:
+    if isinstance(event, Called):
+        args = json.dumps(event.args, ensure_ascii=False)
+        _err.print(f"[cyan]→ {escape(event.syscall)}[/] {escape(args)}")
+        style = {"ok": "green", "fault": "yellow", "error": "red", "denied": "red"}[event.status]
+        label = "" if event.trusted else f" (untrusted, from {event.source})"
+        result = event.result if len(event.result) < 400 else event.result[:400] + "…"
+        _err.print(f"[{style}]← {escape(result)}[/]{escape(label)}")
+    elif isinstance(event, Faulted):
+        _err.print(f"[yellow]! {escape(event.message)}[/]")
+    elif isinstance(event, Answered):
+        pass  # printed by the caller
+    elif verbose and isinstance(event, Decoded):
+        _err.print(
+            f"[dim]decoded step {event.step}: {event.decoded_tokens} sampled + "
+            f"{event.forced_tokens} forced tokens; prompt {event.prompt_tokens} "
+            f"({event.reused_tokens} reused, {event.prefilled_tokens} prefilled); "
+            f"{event.seconds:.2f} s[/]"
+        )
+    elif verbose and isinstance(event, Paged | Scheduled):
+        _err.print(f"[dim]{escape(event.model_dump_json())}[/]")
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from llmos.kernel.boot import Kernel
+    from llmos.params import Params
+
+    devices = _mount(ns.peripherals)
+    quiet = ns.json
+    if ns.model is not None:
+        if not ns.model.is_file():
+            raise UsageError(f"model file {str(ns.model)!r} does not exist")
+        from llmos.cpu.llama import LlamaCPU
+
+        cpu_factory: Callable[[], Any] = lambda: LlamaCPU(ns.model)  # noqa: E731
+    else:
+        from llmos.cpu.llama import LlamaCPU
+
+        cpu_factory = LlamaCPU.default
+    if quiet:
+        cpu = cpu_factory()
+    else:
+        with _err.status("booting the CPU (loading the model)…"):
+            cpu = cpu_factory()
+    params = Params() if ns.max_steps is None else Params(max_steps=ns.max_steps)
+    kernel = Kernel(cpu, peripherals=devices, params=params)
+    proc = kernel.spawn()
+    observe = None if quiet else (lambda e: _show(e, verbose=ns.verbose))
+    try:
+        reply = kernel.run(proc, ns.question, observe=observe)
+    except RunError as exc:
+        if quiet:
+            print(json.dumps({"answer": None, "error": str(exc),
+                              "trace": [e.model_dump(mode="json") for e in exc.trace]}))
+            return 1
+        raise
+    finally:
+        kernel.close()
+    if quiet:
+        out = {"answer": reply.text, "trace": [e.model_dump(mode="json") for e in reply.trace]}
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        print(reply.text)
+    return 0
+
+
+def _cmd_peripherals(ns: argparse.Namespace) -> int:
+    from llmos.kernel.loader import signature
+
+    console = Console(highlight=False)
+    for name, cls in sorted(discover().items()):
+        try:
+            specs = cls().syscalls()
+            doc = cls().description
+        except TypeError:
+            where = f"{cls.__module__}.{cls.__name__}"
+            console.print(f"[bold]{escape(name)}[/]  (needs configuration: {escape(where)})")
+            continue
+        console.print(f"[bold]{escape(name)}[/]  {escape(doc)}")
+        for spec in specs.values():
+            console.print(f"  {escape(signature(spec))}  [dim]{escape(spec.doc)}[/]")
+    for name, why in sorted(discovery_errors().items()):
+        console.print(f"[red]{escape(name)}: failed to load: {escape(why)}[/]")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmos`` command; returns the exit status."""
+    parser = _build_parser()
+    ns = parser.parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _cmd_run,
+        "peripherals": _cmd_peripherals,
+    }
+    try:
+        return commands[ns.command](ns)
+    except LLMOSError as exc:
+        if ns.debug:
+            raise
+        _err.print(f"[red]error:[/] {escape(str(exc))}")
+        return 1
+    except KeyboardInterrupt:
+        _err.print("[red]interrupted[/]")
+        return 130
+    except Exception as exc:  # a bug: say so in one line unless --debug
+        if ns.debug:
+            raise
+        _err.print(
+            f"[red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
+            "(run with --debug for the traceback)"
+        )
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
