@@ -1,0 +1,513 @@
+"""Disk: the slow, unbounded, searchable store that evicted pages go to, and process snapshots.
+
+A ``Disk`` holds :class:`~llmos.memory.page.Page` objects with every field kept as metadata, so
+provenance (``source``) and ``trust`` survive a round trip: an untrusted page stays untrusted on
+disk and when paged back in. ``ChromaDisk`` is the backend: a chromadb collection on a local
+``PersistentClient`` directory or on a Chroma server (``HttpClient``), embeddings from the
+offline :class:`~llmos.memory.embed.MiniLMEmbedder` unless another is injected.
+
+Search is hybrid. Dense cosine search (HNSW, ``ef_search`` 256 set at creation: the default
+loses recall at 100k pages) and a BM25 keyword index over the same pages each rank candidates;
+the ranks are fused by reciprocal-rank fusion (RRF, ``1/(rrf_k + rank)``); then each page also
+receives ``neighbour_weight`` times the fused score of the pages written just before and after
+it by the same process (a conversation turn is often only findable through the turn that asked
+about it). On LoCoMo this lifts evidence recall@5 well above either signal alone (see
+``benchmarks/locomo.py``). The keyword index lives in this process, built lazily per pid from
+the collection; writes and deletes through this object keep it current, and :meth:`refresh`
+drops it when another kernel writes the same store.
+
+Invariants:
+    - every chromadb error leaves this module as :class:`~llmos.errors.DiskError`, its cause kept;
+    - ``search`` returns at most ``k`` hits, best first, each a whole page with its provenance;
+    - snapshots (hibernated processes) live in a second collection ``<name>_procs`` of the same
+      store, so a kernel on another machine can resume them from a shared Chroma server.
+
+Neighbours: ``llmos.memory.pager`` pages out to and pages in from a ``Disk``; the shell's
+``llmos disk ls|search|audit|rm`` call ``list``, ``search``, ``audit`` and ``delete``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from llmos.errors import DiskError, LLMOSError, UsageError
+from llmos.memory.page import Page, PageKind, Trust
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+__all__ = ["AuditRow", "ChromaDisk", "Disk", "Hit"]
+
+_STOP_WORDS = (
+    "a an and are as at be been but by can could did do does for from had has have he her his how"
+    " i if in into is it its me my no not of on or our she so than that the their them then there"
+    " these they this those to was we were what when where which who whom why will with would you"
+    " your"
+)
+_STOP = frozenset(_STOP_WORDS.split())
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class Hit(BaseModel):
+    """One search result: a page and how well it matched.
+
+    Attributes:
+        page: the page, with its provenance and trust as stored.
+        score: fused rank score (higher is better; comparable within one search only).
+        similarity: cosine similarity to the query, or None when only keywords found it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    page: Page
+    score: float
+    similarity: float | None = None
+
+
+class AuditRow(BaseModel):
+    """How many pages on disk came from one source with one trust label."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    trust: Trust
+    count: int
+
+
+@runtime_checkable
+class Disk(Protocol):
+    """What the pager and the shell need from a store of pages."""
+
+    def write(self, pages: Iterable[Page]) -> None:
+        """Store pages (replacing any with the same id); returns once they are durable."""
+
+    def get(self, page_id: str) -> Page | None:
+        """The page with this id, or None."""
+
+    def search(
+        self, query: str, *, k: int = 5, pid: int | None = None, kind: PageKind | None = None,
+        source: str | None = None, trust: Trust | None = None,
+    ) -> builtins.list[Hit]:
+        """The ``k`` pages that best match ``query``, filtered by the given fields."""
+
+    def delete(self, *, pid: int | None = None, ids: Sequence[str] = ()) -> int:
+        """Delete a process's pages or the given ids; returns how many went."""
+
+    def list(self, pid: int | None = None, *, limit: int = 100) -> builtins.list[Page]:
+        """Pages in write order, optionally one process's."""
+
+    def audit(self) -> builtins.list[AuditRow]:
+        """Page counts grouped by source and trust."""
+
+    def count(self) -> int:
+        """How many pages are stored."""
+
+    def save_snapshot(self, pid: int, data: dict[str, Any]) -> None:
+        """Store a hibernated process's state (JSON-serialisable), replacing the last one."""
+
+    def load_snapshot(self, pid: int) -> dict[str, Any] | None:
+        """The last snapshot of ``pid``, or None."""
+
+    def snapshots(self) -> builtins.list[int]:
+        """Pids that have a snapshot."""
+
+
+def _terms(text: str) -> builtins.list[str]:
+    """Keyword terms: lower-case words, stop words dropped, a light suffix strip."""
+    out = []
+    for word in _WORD.findall(text.lower()):
+        if word in _STOP:
+            continue
+        for suffix in ("ing", "ed", "es", "s", "ly"):
+            if len(word) > len(suffix) + 2 and word.endswith(suffix):
+                word = word[: -len(suffix)]
+                break
+        out.append(word)
+    return out
+
+
+class _Lexicon:
+    """Okapi BM25 over one scope of pages (one pid, or all), with write order for neighbours."""
+
+    K1, B = 1.5, 0.75  # the usual Okapi constants
+
+    def __init__(self) -> None:
+        self.ids: builtins.list[str] = []
+        self.meta: builtins.list[dict[str, Any]] = []
+        self.lengths: builtins.list[int] = []
+        self.postings: dict[str, dict[int, int]] = {}  # term -> {doc index: term frequency}
+        self.where: dict[str, int] = {}
+        self._order: builtins.list[int] | None = None  # doc indexes sorted by (pid, created)
+
+    def add(self, page_id: str, text: str, meta: dict[str, Any]) -> None:
+        index = len(self.ids)
+        self.ids.append(page_id)
+        self.meta.append(meta)
+        words = _terms(text)
+        self.lengths.append(len(words))
+        for term, tf in Counter(words).items():
+            self.postings.setdefault(term, {})[index] = tf
+        self.where[page_id] = index
+        self._order = None
+
+    def scores(self, query: str) -> dict[int, float]:
+        n = len(self.ids)
+        if not n:
+            return {}
+        avg = sum(self.lengths) / n or 1.0
+        out: dict[int, float] = {}
+        for term in set(_terms(query)):
+            docs = self.postings.get(term)
+            if not docs:
+                continue
+            idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
+            for doc, tf in docs.items():
+                norm = tf + self.K1 * (1 - self.B + self.B * self.lengths[doc] / avg)
+                out[doc] = out.get(doc, 0.0) + idf * tf * (self.K1 + 1) / norm
+        return out
+
+    def neighbours(self, doc: int) -> builtins.list[int]:
+        """The pages written just before and after ``doc`` by the same process."""
+        if self._order is None:
+            self._order = sorted(range(len(self.ids)),
+                                 key=lambda i: (self.meta[i]["pid"], self.meta[i]["created"]))
+            self._rank = {d: r for r, d in enumerate(self._order)}
+        rank, out = self._rank[doc], []
+        for r in (rank - 1, rank + 1):
+            if 0 <= r < len(self._order):
+                other = self._order[r]
+                if self.meta[other]["pid"] == self.meta[doc]["pid"]:
+                    out.append(other)
+        return out
+
+
+def _meta(page: Page) -> dict[str, Any]:
+    meta = page.model_dump(exclude={"text", "paged_in", "group"})
+    if page.group is not None:  # chromadb metadata values cannot be None
+        meta["group"] = page.group
+    return meta
+
+
+def _page(text: str, meta: dict[str, Any]) -> Page:
+    try:
+        return Page(text=text, group=meta.get("group"),
+                    **{k: v for k, v in meta.items() if k != "group"})
+    except ValueError as exc:
+        raise DiskError(f"page {meta.get('id')!r} on disk is unreadable: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _store_errors(action: str) -> Iterator[None]:
+    """The boundary: any chromadb failure becomes a DiskError naming what was being done."""
+    try:
+        yield
+    except LLMOSError:
+        raise
+    except Exception as exc:
+        raise DiskError(f"disk failed to {action}: {type(exc).__name__}: {exc}") from exc
+
+
+class ChromaDisk:
+    """A :class:`Disk` on chromadb: a local directory, or a Chroma server by URL.
+
+    Args:
+        path: directory of a ``PersistentClient`` store (created if missing).
+        url: a Chroma server, e.g. ``"http://127.0.0.1:8000"`` (instead of ``path``).
+        embedder: a chromadb ``EmbeddingFunction``; default :class:`MiniLMEmbedder`.
+        collection: the collection's name (one per kernel disk).
+        hybrid: fuse BM25 keyword ranks with dense ranks (False: dense only).
+        rrf_k: the RRF constant; small values trust each list's head more.
+        neighbour_weight: share of a neighbouring page's fused score a page receives.
+        depth: candidates taken from each ranking before fusion.
+
+    Raises:
+        DiskError: the store cannot be opened (corrupt, locked, unreachable).
+        UsageError: both or neither of ``path`` and ``url`` were given.
+    """
+
+    def __init__(
+        self, path: str | Path | None = None, *, url: str | None = None, embedder: Any = None,
+        collection: str = "llmos_pages", hybrid: bool = True, rrf_k: int = 10,
+        neighbour_weight: float = 0.3, depth: int = 50,
+    ) -> None:
+        if (path is None) == (url is None):
+            raise UsageError("ChromaDisk needs exactly one of path=... or url=...", code="disk")
+        try:
+            import chromadb
+            from chromadb.config import Settings
+        except ImportError as exc:  # pragma: no cover - chromadb is a core dependency
+            raise UsageError("ChromaDisk needs chromadb: pip install chromadb",
+                             code="disk") from exc
+        if embedder is None:
+            from llmos.memory.embed import MiniLMEmbedder
+
+            embedder = MiniLMEmbedder()
+        self.embedder = embedder
+        self.hybrid, self.rrf_k, self.depth = hybrid, rrf_k, depth
+        self.neighbour_weight = neighbour_weight
+        self._lexicons: dict[int | None, _Lexicon] = {}
+        # chromadb's result types are Optional everywhere; the includes asked for are present.
+        self._client: Any
+        self._pages: Any
+        self._procs: Any
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        where = str(path) if path is not None else str(url)
+        if path is not None and Path(path).exists() and not Path(path).is_dir():
+            raise DiskError(f"disk path {where!r} is a file, not a store directory: pick a folder")
+        with _store_errors(f"open the store at {where!r} (is it a chromadb folder, and not "
+                           "locked by another program?)"):
+            if path is not None:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                self._client = chromadb.PersistentClient(path=str(path), settings=settings)
+            else:
+                parts = urlsplit(str(url))
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise UsageError(f"disk url {url!r} must look like http://host:port",
+                                     code="disk")
+                self._client = chromadb.HttpClient(
+                    host=parts.hostname, port=parts.port or 8000,
+                    ssl=parts.scheme == "https", settings=settings)
+            self._pages = self._client.get_or_create_collection(
+                collection, embedding_function=embedder,
+                configuration={"hnsw": {"space": "cosine", "ef_search": 256,
+                                        "ef_construction": 200, "max_neighbors": 32}},
+            )
+            self._procs = self._client.get_or_create_collection(
+                f"{collection}_procs", embedding_function=None,
+                configuration={"hnsw": {"space": "l2"}},
+            )
+            self._batch = max(1, min(1000, self._client.get_max_batch_size()))
+
+    # -- pages -----------------------------------------------------------------------------
+
+    def write(self, pages: Iterable[Page], *, vectors: NDArray[np.float32] | None = None) -> None:
+        """Store pages, replacing any with the same id.
+
+        Args:
+            pages: the pages; their text is embedded unless ``vectors`` is given.
+            vectors: precomputed unit vectors, one row per page (benchmarks reuse them).
+        """
+        batch = builtins.list(pages)
+        if vectors is not None and len(vectors) != len(batch):
+            raise UsageError("write() got a different number of vectors and pages", code="disk")
+        for start in range(0, len(batch), self._batch):
+            chunk = batch[start:start + self._batch]
+            with _store_errors("embed pages"):
+                embedded = (vectors[start:start + len(chunk)] if vectors is not None
+                            else self.embedder([p.text for p in chunk]))
+            with _store_errors("write pages"):
+                self._pages.upsert(
+                    ids=[p.id for p in chunk], documents=[p.text for p in chunk],
+                    metadatas=[_meta(p) for p in chunk], embeddings=embedded,
+                )
+            for page in chunk:
+                self._index(page)
+
+    def get(self, page_id: str) -> Page | None:
+        """The page with this id, or None."""
+        with _store_errors(f"read page {page_id!r}"):
+            got = self._pages.get(ids=[page_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            return None
+        return _page(got["documents"][0], dict(got["metadatas"][0]))
+
+    def search(
+        self, query: str, *, k: int = 5, pid: int | None = None, kind: PageKind | None = None,
+        source: str | None = None, trust: Trust | None = None,
+    ) -> builtins.list[Hit]:
+        """The ``k`` pages that best match ``query`` (hybrid dense + keyword, see module doc).
+
+        Raises:
+            UsageError: the query is empty or ``k`` is below 1.
+            DiskError: the store failed.
+        """
+        if not query or not query.strip():
+            raise UsageError("search query is empty: pass the words to look for", code="disk")
+        if k < 1:
+            raise UsageError(f"k must be at least 1, got {k!r}", code="disk")
+        filters = {f: v for f, v in (("pid", pid), ("kind", kind), ("source", source),
+                                     ("trust", trust)) if v is not None}
+        where: Any = None
+        if len(filters) == 1:
+            where = filters
+        elif filters:
+            where = {"$and": [{f: v} for f, v in filters.items()]}
+        depth = max(self.depth, k)
+        with _store_errors("embed the query"):
+            qvec = self.embedder([query])
+        with _store_errors("search"):
+            found = self._pages.query(query_embeddings=qvec, n_results=depth, where=where,
+                                      include=["documents", "metadatas", "distances"])
+        pages: dict[str, tuple[str, dict[str, Any]]] = {}
+        similarity: dict[str, float] = {}
+        fused: dict[str, float] = {}
+        for rank, (pid_, doc, meta, dist) in enumerate(zip(
+                found["ids"][0], found["documents"][0], found["metadatas"][0],
+                found["distances"][0], strict=True)):
+            pages[pid_] = (doc, dict(meta))
+            similarity[pid_] = 1.0 - float(dist)
+            fused[pid_] = 1.0 / (self.rrf_k + rank + 1)
+        if self.hybrid:
+            self._fuse_keywords(query, pid, filters, depth, fused, pages)
+        ranked = sorted(fused, key=lambda i: -fused[i])[:k]
+        missing = [i for i in ranked if i not in pages]
+        if missing:
+            with _store_errors("read pages"):
+                got = self._pages.get(ids=missing, include=["documents", "metadatas"])
+            for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                pages[i] = (doc, dict(meta))
+        return [Hit(page=_page(*pages[i]), score=fused[i], similarity=similarity.get(i))
+                for i in ranked if i in pages]
+
+    def _fuse_keywords(self, query: str, pid: int | None, filters: dict[str, Any], depth: int,
+                       fused: dict[str, float], pages: dict[str, tuple[str, dict[str, Any]]]
+                       ) -> None:
+        """Add BM25 ranks to ``fused``, then spread fused scores to neighbouring pages."""
+        lex = self._lexicon(pid)
+
+        def passes(doc: int) -> bool:
+            return all(lex.meta[doc][f] == v for f, v in filters.items())
+
+        scores = lex.scores(query)
+        best = sorted((d for d in scores if passes(d)), key=lambda d: -scores[d])[:depth]
+        for rank, doc in enumerate(best):
+            page_id = lex.ids[doc]
+            fused[page_id] = fused.get(page_id, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+        if not self.neighbour_weight:
+            return
+        base = dict(fused)
+        for page_id, score in base.items():
+            at = lex.where.get(page_id)
+            if at is None:
+                continue
+            for other in lex.neighbours(at):
+                if passes(other):
+                    key = lex.ids[other]
+                    fused[key] = fused.get(key, 0.0) + self.neighbour_weight * score
+
+    def _lexicon(self, pid: int | None) -> _Lexicon:
+        """The keyword index of ``pid``'s pages (or all pages), built on first use."""
+        lex = self._lexicons.get(pid)
+        if lex is None:
+            lex = _Lexicon()
+            offset = 0
+            while True:
+                with _store_errors("read pages for the keyword index"):
+                    got = self._pages.get(where={"pid": pid} if pid is not None else None,
+                                          include=["documents", "metadatas"],
+                                          limit=self._batch, offset=offset)
+                for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"],
+                                        strict=True):
+                    lex.add(i, doc, dict(meta))
+                if len(got["ids"]) < self._batch:
+                    break
+                offset += self._batch
+            self._lexicons[pid] = lex
+        return lex
+
+    def _index(self, page: Page) -> None:
+        for scope in (page.pid, None):
+            lex = self._lexicons.get(scope)
+            if lex is None:
+                continue
+            if page.id in lex.where:  # a rewrite: rebuild this scope on next use
+                del self._lexicons[scope]
+            else:
+                lex.add(page.id, page.text, _meta(page))
+
+    def refresh(self) -> None:
+        """Forget the in-process keyword index (call after another kernel wrote the store)."""
+        self._lexicons.clear()
+
+    def delete(self, *, pid: int | None = None, ids: Sequence[str] = ()) -> int:
+        """Delete all pages of ``pid``, or the pages with the given ``ids``.
+
+        Raises:
+            UsageError: neither a pid nor ids were given (there is no delete-everything).
+        """
+        if pid is None and not ids:
+            raise UsageError("delete() needs pid=... or ids=[...]", code="disk")
+        with _store_errors("delete pages"):
+            if ids:
+                gone = builtins.list(self._pages.get(ids=builtins.list(ids), include=[])["ids"])
+            else:
+                gone = builtins.list(self._pages.get(where={"pid": pid}, include=[])["ids"])
+            for start in range(0, len(gone), self._batch):
+                self._pages.delete(ids=gone[start:start + self._batch])
+        self.refresh()
+        return len(gone)
+
+    def list(self, pid: int | None = None, *, limit: int = 100) -> builtins.list[Page]:
+        """Up to ``limit`` pages (of ``pid`` if given), oldest first."""
+        with _store_errors("list pages"):
+            got = self._pages.get(where={"pid": pid} if pid is not None else None,
+                                  include=["documents", "metadatas"])
+        pages = [_page(d, dict(m)) for d, m in zip(got["documents"], got["metadatas"],
+                                                   strict=True)]
+        pages.sort(key=lambda p: (p.created, p.id))
+        return pages[:limit]
+
+    def audit(self) -> builtins.list[AuditRow]:
+        """Page counts grouped by (source, trust), largest first."""
+        counts: Counter[tuple[str, str]] = Counter()
+        offset = 0
+        while True:
+            with _store_errors("audit pages"):
+                got = self._pages.get(include=["metadatas"], limit=self._batch, offset=offset)
+            counts.update((str(m["source"]), str(m["trust"])) for m in got["metadatas"])
+            if len(got["ids"]) < self._batch:
+                break
+            offset += self._batch
+        return [AuditRow.model_validate({"source": s, "trust": t, "count": n})
+                for (s, t), n in sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
+
+    def count(self) -> int:
+        """How many pages are stored."""
+        with _store_errors("count pages"):
+            return int(self._pages.count())
+
+    # -- process snapshots -------------------------------------------------------------------
+
+    def save_snapshot(self, pid: int, data: dict[str, Any]) -> None:
+        """Store a hibernated process's state; returns once it is durable."""
+        try:
+            text = json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"snapshot of pid {pid} is not JSON-serialisable: {exc}",
+                             code="disk") from exc
+        with _store_errors(f"save the snapshot of pid {pid}"):
+            self._procs.upsert(ids=[str(pid)], documents=[text], embeddings=[[1.0]],
+                               metadatas=[{"pid": pid, "saved": time.time()}])
+
+    def load_snapshot(self, pid: int) -> dict[str, Any] | None:
+        """The last snapshot of ``pid``, or None if it has none."""
+        with _store_errors(f"load the snapshot of pid {pid}"):
+            got = self._procs.get(ids=[str(pid)], include=["documents"])
+        if not got["ids"]:
+            return None
+        try:
+            data = json.loads(got["documents"][0])
+        except ValueError as exc:
+            raise DiskError(f"snapshot of pid {pid} is corrupt: {exc}") from exc
+        if not isinstance(data, dict):
+            raise DiskError(f"snapshot of pid {pid} is not an object")
+        return data
+
+    def snapshots(self) -> builtins.list[int]:
+        """Pids that have a snapshot, ascending."""
+        with _store_errors("list snapshots"):
+            got = self._procs.get(include=[])
+        return sorted(int(i) for i in got["ids"])
