@@ -28,7 +28,13 @@ __all__ = ["Kernel", "default_peripherals"]
 
 
 def default_peripherals() -> list[Peripheral]:
-    """The devices a kernel mounts when none are given: the calculator."""
+    """The devices a kernel mounts when none are given: the calculator.
+
+    Other devices are mounted when asked for (``Kernel(peripherals=[Calculator(), Python()])``
+    or ``llmos run --peripherals calculator,python``): the browser and the file system reach
+    outside the process, and two devices that overlap (calculator and Python) make the choice
+    harder for a small model, whose calculator arguments are grounded and so more reliable.
+    """
     from llmos.peripherals.calculator import Calculator
 
     return [Calculator()]

@@ -1,1 +1,43 @@
-"""Devices a process may call, and the kit for writing your own."""
+"""Devices a process may call, and the kit for writing your own.
+
+Subclass :class:`Peripheral` with ``@syscall`` methods, or turn a typed function into a device
+with ``@peripheral``; ship it in a package under the entry-point group ``llmos.peripherals``.
+"""
+
+from llmos.errors import Fault
+from llmos.peripherals.base import (
+    Document,
+    Example,
+    Limits,
+    Peripheral,
+    SyscallSpec,
+    discover,
+    grounded,
+    peripheral,
+    syscall,
+)
+from llmos.peripherals.browser import Browser
+from llmos.peripherals.calculator import Calculator
+from llmos.peripherals.filesystem import FileSystem
+from llmos.peripherals.python import Python
+from llmos.peripherals.wrappers import NeedsApproval, Prefixed, ReadOnly
+
+__all__ = [
+    "Browser",
+    "Calculator",
+    "Document",
+    "Example",
+    "Fault",
+    "FileSystem",
+    "Limits",
+    "NeedsApproval",
+    "Peripheral",
+    "Prefixed",
+    "Python",
+    "ReadOnly",
+    "SyscallSpec",
+    "discover",
+    "grounded",
+    "peripheral",
+    "syscall",
+]

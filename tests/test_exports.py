@@ -1,0 +1,48 @@
+"""The public surface is pinned: each package's __all__ is sorted and names exactly its exports."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "llmos": {
+        "CPU", "CPUError", "ContextOverflow", "Decoding", "DiskError", "Fault", "Kernel",
+        "LLMOSError", "LlamaCPU", "Page", "Params", "PeripheralError", "Policy", "ProcState",
+        "Process", "QuotaExceeded", "Reply", "RunError", "SandboxViolation",
+        "StepLimitExceeded", "UsageError",
+    },
+    "llmos.peripherals": {
+        "Browser", "Calculator", "Document", "Example", "Fault", "FileSystem", "Limits",
+        "NeedsApproval", "Peripheral", "Prefixed", "Python", "ReadOnly", "SyscallSpec",
+        "discover", "grounded", "peripheral", "syscall",
+    },
+    "llmos.cpu": {"CPU", "Decoding", "LlamaCPU"},
+    "llmos.kernel": {
+        "Answered", "Called", "Decoded", "Event", "Faulted", "Kernel", "NeedCPU", "NeedDevice",
+        "Outcome", "Paged", "Policy", "ProcState", "ProcStats", "Process", "Reply", "Scheduled",
+        "SyscallTable", "drive", "turn",
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_all_is_pinned_sorted_and_importable(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported)
+    assert set(exported) == PUBLIC[name]
+    for attr in exported:
+        assert getattr(module, attr) is not None
+
+
+def test_every_error_derives_from_the_base_and_fault_does_not() -> None:
+    import llmos.errors as errors
+
+    for attr in errors.__all__:
+        cls = getattr(errors, attr)
+        if attr == "Fault":
+            assert not issubclass(cls, errors.LLMOSError)
+        else:
+            assert issubclass(cls, errors.LLMOSError)
