@@ -38,7 +38,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmos.errors import Fault, PeripheralError, UsageError
-from llmos.peripherals.base import Limits, Peripheral, syscall
+from llmos.peripherals.base import Example, Limits, Peripheral, syscall
 
 __all__ = ["IMPORTABLE", "Python", "RunArgs", "Walls"]
 
@@ -101,6 +101,33 @@ class Python(Peripheral):
     """
 
     name = "python"
+    # generic worked examples: computing, counting in text, and dates (a base model imitates
+    # the form of these calls, so they show a program that ends with the value to return)
+    examples: tuple[Example, ...] = (
+        Example(
+            question="What is the sum of the squares of the numbers from 1 to 10?",
+            calls=(("python.run", {"code": "sum(n * n for n in range(1, 11))"}, "385"),),
+            answer="385",
+        ),
+        Example(
+            question="How many times does the word 'the' occur in 'the cat saw the dog'?",
+            calls=((
+                "python.run",
+                {"code": "text = 'the cat saw the dog'\ntext.split().count('the')"},
+                "2",
+            ),),
+            answer="2",
+        ),
+        Example(
+            question="How many days are there from 2024-01-15 to 2024-03-01?",
+            calls=((
+                "python.run",
+                {"code": "from datetime import date\n(date(2024, 3, 1) - date(2024, 1, 15)).days"},
+                "46",
+            ),),
+            answer="46",
+        ),
+    )
 
     def __init__(
         self,

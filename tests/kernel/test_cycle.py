@@ -6,6 +6,7 @@ import json
 import threading
 
 import pytest
+from pydantic import BaseModel
 
 from llmos.errors import StepLimitExceeded, UsageError
 from llmos.kernel.boot import Kernel
@@ -13,7 +14,6 @@ from llmos.kernel.policy import Policy
 from llmos.kernel.trace import Answered, Called, Decoded, Faulted
 from llmos.peripherals.base import Document, Fault, Peripheral, peripheral, syscall
 from llmos.testing import ScriptedCPU
-from pydantic import BaseModel
 
 
 @peripheral
