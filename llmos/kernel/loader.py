@@ -117,4 +117,4 @@ def render_header(
     notes = list(pinned)
     if notes:
         blocks.append("Notes:\n" + "".join(f"- {n}\n" for n in notes))
-    return "\n".join(blocks) + "\n"
+    return "\n".join(blocks)  # ends in a newline; the first message adds the blank line
