@@ -101,13 +101,18 @@ class Python(Peripheral):
     """
 
     name = "python"
-    # generic worked examples: computing, counting in text, and dates (a base model imitates
-    # the form of these calls, so they show a program that ends with the value to return)
+    # generic worked examples: dates, counting in text, a sum over a range. A base model imitates
+    # the last ones most (measured: the range example last lets it write `range` loops), and
+    # each program ends with the value to return
     examples: tuple[Example, ...] = (
         Example(
-            question="What is the sum of the squares of the numbers from 1 to 10?",
-            calls=(("python.run", {"code": "sum(n * n for n in range(1, 11))"}, "385"),),
-            answer="385",
+            question="How many days are there from 2024-01-15 to 2024-03-01?",
+            calls=((
+                "python.run",
+                {"code": "from datetime import date\n(date(2024, 3, 1) - date(2024, 1, 15)).days"},
+                "46",
+            ),),
+            answer="46",
         ),
         Example(
             question="How many times does the word 'the' occur in 'the cat saw the dog'?",
@@ -119,13 +124,9 @@ class Python(Peripheral):
             answer="2",
         ),
         Example(
-            question="How many days are there from 2024-01-15 to 2024-03-01?",
-            calls=((
-                "python.run",
-                {"code": "from datetime import date\n(date(2024, 3, 1) - date(2024, 1, 15)).days"},
-                "46",
-            ),),
-            answer="46",
+            question="What is the sum of the squares of the numbers from 1 to 10?",
+            calls=(("python.run", {"code": "sum(n * n for n in range(1, 11))"}, "385"),),
+            answer="385",
         ),
     )
 
