@@ -147,6 +147,7 @@ class _Lexicon:
     def __init__(self) -> None:
         self.ids: builtins.list[str] = []
         self.meta: builtins.list[dict[str, Any]] = []
+        self.texts: builtins.list[str] = []  # kept so a hit needs no second store round trip
         self.lengths: builtins.list[int] = []
         self.postings: dict[str, dict[int, int]] = {}  # term -> {doc index: term frequency}
         self.where: dict[str, int] = {}
@@ -156,6 +157,7 @@ class _Lexicon:
         index = len(self.ids)
         self.ids.append(page_id)
         self.meta.append(meta)
+        self.texts.append(text)
         words = _terms(text)
         self.lengths.append(len(words))
         for term, tf in Counter(words).items():
@@ -348,23 +350,32 @@ class ChromaDisk:
         depth = max(self.depth, k)
         with _store_errors("embed the query"):
             qvec = self.embedder([query])
+        # Hybrid search reads page text and metadata from the keyword index, so the dense
+        # query asks the store for ids and distances only.
+        lex = self._lexicon(pid) if self.hybrid else None
+        include = ["distances"] if lex else ["documents", "metadatas", "distances"]
         with _store_errors("search"):
             found = self._pages.query(query_embeddings=qvec, n_results=depth, where=where,
-                                      include=["documents", "metadatas", "distances"])
+                                      include=include)
         pages: dict[str, tuple[str, dict[str, Any]]] = {}
         similarity: dict[str, float] = {}
         fused: dict[str, float] = {}
-        for rank, (pid_, doc, meta, dist) in enumerate(zip(
-                found["ids"][0], found["documents"][0], found["metadatas"][0],
-                found["distances"][0], strict=True)):
-            pages[pid_] = (doc, dict(meta))
-            similarity[pid_] = 1.0 - float(dist)
-            fused[pid_] = 1.0 / (self.rrf_k + rank + 1)
-        if self.hybrid:
-            self._fuse_keywords(query, pid, filters, depth, fused, pages)
+        for rank, (page_id, dist) in enumerate(zip(found["ids"][0], found["distances"][0],
+                                                   strict=True)):
+            if not lex:
+                pages[page_id] = (found["documents"][0][rank], dict(found["metadatas"][0][rank]))
+            similarity[page_id] = 1.0 - float(dist)
+            fused[page_id] = 1.0 / (self.rrf_k + rank + 1)
+        if lex:
+            self._fuse_keywords(lex, query, filters, depth, fused)
         ranked = sorted(fused, key=lambda i: -fused[i])[:k]
+        if lex:
+            for page_id in ranked:
+                at = lex.where.get(page_id)
+                if at is not None:
+                    pages[page_id] = (lex.texts[at], lex.meta[at])
         missing = [i for i in ranked if i not in pages]
-        if missing:
+        if missing:  # written by another kernel since the index was built
             with _store_errors("read pages"):
                 got = self._pages.get(ids=missing, include=["documents", "metadatas"])
             for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
@@ -372,11 +383,9 @@ class ChromaDisk:
         return [Hit(page=_page(*pages[i]), score=fused[i], similarity=similarity.get(i))
                 for i in ranked if i in pages]
 
-    def _fuse_keywords(self, query: str, pid: int | None, filters: dict[str, Any], depth: int,
-                       fused: dict[str, float], pages: dict[str, tuple[str, dict[str, Any]]]
-                       ) -> None:
+    def _fuse_keywords(self, lex: _Lexicon, query: str, filters: dict[str, Any], depth: int,
+                       fused: dict[str, float]) -> None:
         """Add BM25 ranks to ``fused``, then spread fused scores to neighbouring pages."""
-        lex = self._lexicon(pid)
 
         def passes(doc: int) -> bool:
             return all(lex.meta[doc][f] == v for f, v in filters.items())
