@@ -53,6 +53,7 @@ class Conversation:
     sample: str
     pages: list[Page]
     dia_ids: list[str]
+    baseline_texts: list[str]  # "speaker: text" of each turn, for the BM25 baseline
     questions: list[tuple[str, set[str], int]] = field(default_factory=list)
 
 
@@ -81,7 +82,7 @@ def load(path: Path, limit: int | None) -> list[Conversation]:
         conv = sample["conversation"]
         sessions = sorted(int(key.split("_")[1]) for key, value in conv.items()
                           if re.fullmatch(r"session_\d+", key) and isinstance(value, list))
-        pages, dia_ids = [], []
+        pages, dia_ids, plain = [], [], []
         for s in sessions:
             date = conv.get(f"session_{s}_date_time", "")
             start = _when(date)
@@ -95,7 +96,8 @@ def load(path: Path, limit: int | None) -> list[Conversation]:
                     created=start + t, last_used=start + t,
                 ))
                 dia_ids.append(turn["dia_id"])
-        item = Conversation(sample["sample_id"], pages, dia_ids)
+                plain.append(f"{turn['speaker']}: {turn['text']}")
+        item = Conversation(sample["sample_id"], pages, dia_ids, plain)
         for qa in sample["qa"]:
             evidence = {part for ev in qa.get("evidence", []) for part in re.split(r"[;\s]+", ev)
                         if part}
@@ -130,9 +132,7 @@ def run(conversations: list[Conversation], k: int, disk_path: Path) -> dict[str,
         ask = bar.add_task("paging in", total=total)
         for conv in conversations:
             # Baseline: rank_bm25 over "speaker: text" of the same turns.
-            turns = [f"{p.text.split(' (', 1)[0]}: {p.text.split('): ', 1)[1]}"
-                     for p in conv.pages]
-            bm25 = BM25Okapi([_words(t) for t in turns])
+            bm25 = BM25Okapi([_words(t) for t in conv.baseline_texts])
             pid = conv.pages[0].pid
             for question, evidence, category in conv.questions:
                 t0 = time.perf_counter()
