@@ -40,7 +40,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from llmos.errors import Fault, UsageError
 from llmos.peripherals import _netcheck
 from llmos.peripherals._netcheck import Resolver, Target, system_resolver
-from llmos.peripherals.base import Document, Limits, Peripheral, grounded, syscall
+from llmos.peripherals.base import Document, Example, Limits, Peripheral, grounded, syscall
 
 __all__ = [
     "Browser",
@@ -103,6 +103,28 @@ class Browser(Peripheral):
 
     name = "browser"
     limits: Limits = Limits(timeout_s=30.0, max_output_chars=4000)
+    # generic worked examples: look up one fact on a page the user names, answer from it
+    examples: tuple[Example, ...] = (
+        Example(
+            question="What does https://example.org/news/launch say about the release date?",
+            calls=((
+                "browser.search_page",
+                {"url": "https://example.org/news/launch", "query": "release date"},
+                "The release date is 3 May. The new version adds offline maps.",
+            ),),
+            answer="It says the release date is 3 May.",
+        ),
+        Example(
+            question="Summarise https://example.com/blog/tea",
+            calls=((
+                "browser.fetch",
+                {"url": "https://example.com/blog/tea"},
+                "Green tea. Steep green tea at 80 degrees for two minutes; hotter water makes "
+                "it bitter.",
+            ),),
+            answer="Steep green tea at 80 degrees for two minutes; hotter water makes it bitter.",
+        ),
+    )
 
     def __init__(
         self,

@@ -46,7 +46,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from llmos.errors import Fault, UsageError
-from llmos.peripherals.base import Document, Limits, Peripheral, grounded, syscall
+from llmos.peripherals.base import Document, Example, Limits, Peripheral, grounded, syscall
 
 __all__ = ["FileSystem", "ListArgs", "ReadArgs", "SearchArgs", "WriteArgs"]
 
@@ -94,6 +94,30 @@ class FileSystem(Peripheral):
 
     name = "fs"
     limits = Limits(timeout_s=10.0, max_output_chars=16_400)
+    # generic worked examples: list a folder, read a file and answer from it, write a file
+    examples: tuple[Example, ...] = (
+        Example(
+            question="Which files are in my folder?",
+            calls=(("fs.list", {"path": "."}, "notes.txt\nphotos/"),),
+            answer="notes.txt and a folder named photos.",
+        ),
+        Example(
+            question="Save the line 'call the plumber' in chores.txt",
+            calls=((
+                "fs.write", {"path": "chores.txt", "text": "call the plumber"},
+                "wrote 16 bytes to chores.txt",
+            ),),
+            answer="Saved 'call the plumber' in chores.txt.",
+        ),
+        Example(
+            question="When is the dentist appointment in notes.txt?",
+            calls=((
+                "fs.read", {"path": "notes.txt"},
+                "Dentist: Friday at 10.\nBuy stamps.",
+            ),),
+            answer="Friday at 10.",
+        ),
+    )
 
     def __init__(
         self,
