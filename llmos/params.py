@@ -21,4 +21,9 @@ class Params:
     ground: bool = True  # narrow grounded fields to values present in resident pages
     max_device_calls: int | None = None  # device calls per process; None = no quota
     max_seconds: float | None = None  # wall-clock seconds per run; None = no quota
+    page_high: float = 0.9  # page out when RAM passes this share of its budget
+    page_low: float = 0.6  # ...down to this share (batches keep the KV cache valid longer)
+    page_in_k: int = 2  # pages demand paging may bring back per step (0 = off)
+    page_in_threshold: float = 0.45  # cosine similarity a page needs to be paged in
+    summary_tokens: int = 40  # tokens the CPU may write per page-out summary (0 = extractive)
     strict: bool = False  # a peripheral that crashes raises PeripheralError instead of a fault

@@ -86,6 +86,8 @@ class RAM:
         self.budget = budget
         self._pages: list[Page] = []
         self._rendered: dict[str, str] = {}  # page id -> its text in the context (stable)
+        self._measured: tuple[int, int] = (-1, 0)  # (version, tokens of the whole render)
+        self._version = 0  # bumped on every change to what is rendered
         self.header = header
         self._cue_tokens = count_tokens(CUE) if CUE else 0
 
@@ -99,6 +101,7 @@ class RAM:
     def header(self, text: str) -> None:
         self._header = text
         self._header_tokens = self._count(text) if text else 0
+        self._version = getattr(self, "_version", 0) + 1
 
     # -- pages --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Page]:
@@ -122,6 +125,7 @@ class RAM:
         page.tokens = self._count(text)
         self._rendered[page.id] = text
         self._pages.append(page)
+        self._version += 1
         return page
 
     def remove(self, page_ids: Iterable[str]) -> list[Page]:
@@ -135,6 +139,19 @@ class RAM:
         self._pages = [p for p in self._pages if p.id not in ids]
         for pid in ids:
             self._rendered.pop(pid, None)
+        self._version += 1
+        return out
+
+    def replace(self, page_ids: Iterable[str], page: Page) -> list[Page]:
+        """Take pages out (as :meth:`remove`) and put ``page`` where the first of them was."""
+        wanted = set(page_ids)
+        at = next((i for i, p in enumerate(self._pages) if p.id in wanted), len(self._pages))
+        out = self.remove(wanted)
+        text = render_page(page)
+        page.tokens = self._count(text)
+        self._rendered[page.id] = text
+        self._pages.insert(min(at, len(self._pages)), page)
+        self._version += 1
         return out
 
     def pin(self, page_id: str, pinned: bool = True) -> None:
@@ -147,8 +164,16 @@ class RAM:
     # -- accounting ---------------------------------------------------------------------
     @property
     def tokens(self) -> int:
-        """Tokens the whole rendered context takes: header + journal + cue."""
-        return self._header_tokens + self.journal_tokens + self._cue_tokens
+        """Tokens the whole rendered context takes, counted on the render itself (exact).
+
+        Page counts are measured one page at a time, and tokenizers merge across page
+        boundaries, so the sum of the pages is an estimate; this is the count the budget holds.
+        """
+        version, count = self._measured
+        if version != self._version:
+            count = self._count(self.render())
+            self._measured = (self._version, count)
+        return count
 
     @property
     def journal_tokens(self) -> int:
