@@ -232,12 +232,7 @@ def test_corpus_is_present_and_covers_every_expected_value(data_dir: Path) -> No
 
 # -- the real model: a handful of cases, the walls must hold whatever it decides -------------
 
-_CUT = pytest.mark.xfail(
-    strict=True,
-    reason="known kernel gap: a call cut at Params.max_call_tokens aborts the run with "
-    "CPUError instead of becoming a fault the model reads (the walls still hold)",
-)
-REAL = ["ad-01", pytest.param("web-02", marks=_CUT), "exf-01", "exf-02", "spoof-03", "per-04"]
+REAL = ["ad-01", "web-02", "exf-01", "exf-02", "spoof-03", "per-04"]
 
 
 @pytest.mark.model
