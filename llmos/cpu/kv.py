@@ -1,42 +1,108 @@
-"""The KV cache of one llama.cpp context: which tokens are evaluated, and how to change them.
+"""The KV cache of one llama.cpp context: which tokens are evaluated, and whose they are.
 
 The CPU's working state is the KV cache: the attention keys and values of every token it has
 read. :class:`KV` is its journal. It remembers the exact token sequence evaluated into
 sequence 0 of the context, so a new prompt pays only for the suffix it does not share with
 that sequence (``sync``): append-only prompts (the RAM journal) are extended, never re-read.
 
+Several processes (slots) time-share the one sequence. A *context switch* (``switch``) copies
+the outgoing slot's sequence state out (``llama_state_seq_get_data``, into a reused buffer)
+and copies the incoming slot's saved state back in (``llama_state_seq_set_data``), so a
+resumed process continues without re-reading its context. Saved states stay in memory up to a
+byte budget; beyond it the coldest are spilled to files in a private temp dir and read back on
+demand. Re-prefill is the last resort: a slot with no saved state (new, forgotten, or a state
+llama.cpp refused) inherits the current context and reuses whatever prefix it shares with it
+(the common header of processes on one kernel).
+
+Why one sequence and copies, rather than one ``seq_id`` per resident process: llama.cpp splits
+one context's cells among its sequences, so N resident processes would each get n_ctx/N
+tokens (or a context N times larger, allocated up front), while a copy costs milliseconds.
+
 Invariants:
-- ``tokens`` always equals what llama.cpp holds for sequence 0; every decode and removal goes
-  through this class, and any failure clears both sides rather than let them drift;
-- ``fresh`` is True only while the logits buffer holds the distribution after ``tokens[-1]``;
+- ``tokens`` always equals what llama.cpp holds for sequence 0; every decode, removal and
+  restore goes through this class, and any failure clears both sides rather than let them drift;
+- a saved state is stored with the exact tokens it holds, so reuse is decided by comparing
+  tokens, never trusted blindly; a restored state is dropped from the store (it goes stale as
+  soon as its slot decodes) and saved afresh at the next switch out;
+- ``fresh`` is True only while the logits buffer holds the distribution after ``tokens[-1]``
+  (a restore brings back the KV cells, not the logits, so it leaves ``fresh`` False);
 - the context needs a full-size sliding-window cache (``swa_full``): a window-sized one cannot
   cut at an arbitrary position; if a cut still fails, the cache is cleared and re-prefilled.
 
-Neighbours: ``llmos.cpu.llama.LlamaCPU`` owns one KV and decodes through it. Per-process
-(per-slot) KV save and restore (llama_state_seq_get_data/set_data) belongs in ``switch``.
+Neighbours: ``llmos.cpu.llama.LlamaCPU`` owns one KV and decodes through it;
+``llmos.kernel.sched`` switches slots (one per process) and records each :class:`Switch`.
 """
 
 from __future__ import annotations
 
+import ctypes
+import shutil
+import tempfile
+import time
 from collections.abc import Hashable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from llmos.errors import ContextOverflow, CPUError
 
-__all__ = ["KV"]
+__all__ = ["KV", "Switch"]
+
+_CHUNK = 1 << 20  # buffers grow in whole MiB, so a slot's next save usually fits its old buffer
+
+
+@dataclass(frozen=True)
+class Switch:
+    """What one context switch did and cost.
+
+    Attributes:
+        from_slot: the slot that owned the context before.
+        to_slot: the slot that owns it now.
+        saved_bytes: bytes of KV state copied out for ``from_slot`` (0: nothing resident).
+        save_seconds: time to copy them out.
+        restored_bytes: bytes of KV state copied in for ``to_slot``.
+        restore_seconds: time to copy them in (and read them from a file if spilled).
+        restored_tokens: tokens whose KV state came back (no re-prefill needed for them).
+        source: where ``to_slot``'s state came from: ``memory``, a spilled ``file``, ``none``
+            (no saved state: the slot reuses the prefix it shares with the current context),
+            or ``same`` (the slot already owned the context; nothing moved).
+        spilled_bytes: bytes of colder states this switch moved from memory to files.
+    """
+
+    from_slot: Hashable
+    to_slot: Hashable
+    saved_bytes: int = 0
+    save_seconds: float = 0.0
+    restored_bytes: int = 0
+    restore_seconds: float = 0.0
+    restored_tokens: int = 0
+    source: Literal["memory", "file", "none", "same"] = "same"
+    spilled_bytes: int = 0
+
+
+@dataclass
+class _Saved:
+    tokens: list[int]
+    size: int  # bytes of state
+    buf: npt.NDArray[np.uint8] | None  # in memory, or None when spilled
+    path: Path | None  # the spill file, or None while in memory
+    used: float  # monotonic time of the save: the coldest spills first
 
 
 class KV:
-    """The tokens whose KV state sits in the context's sequence 0, and how to change them.
+    """The tokens whose KV state sits in the context's sequence 0, and the slots' saved states.
 
-    ``tokens`` is the evaluated sequence; ``fresh`` says the logits buffer holds the
-    distribution after ``tokens[-1]`` (so an identical prompt can sample at once).
+    ``tokens`` is the evaluated sequence of the current ``slot``; ``fresh`` says the logits
+    buffer holds the distribution after ``tokens[-1]`` (so an identical prompt can sample at
+    once); ``budget`` is how many bytes of saved states stay in memory before spilling.
     """
 
-    def __init__(self, llama_cpp: Any, ctx: Any, n_batch: int, n_ctx: int) -> None:
+    def __init__(
+        self, llama_cpp: Any, ctx: Any, n_batch: int, n_ctx: int, *, budget: int = 512 << 20
+    ) -> None:
         self._lib = llama_cpp
         self._ctx = ctx
         self._mem = llama_cpp.llama_get_memory(ctx)
@@ -46,22 +112,148 @@ class KV:
         self.tokens: list[int] = []
         self.fresh = False
         self.slot: Hashable = 0
+        self.budget = budget  # bytes of saved states kept in memory
+        self._saved: dict[Hashable, _Saved] = {}
+        self._spare: list[npt.NDArray[np.uint8]] = []  # buffers of restored states, for reuse
+        self._dir: Path | None = None
+        self._files = 0
 
     def free(self) -> None:
         self._lib.llama_batch_free(self._batch)
+        self.drop_all()
 
     def clear(self) -> None:
         self._lib.llama_memory_clear(self._mem, True)
         self.tokens = []
         self.fresh = False
 
-    def switch(self, slot: Hashable) -> None:
-        """Make ``slot`` the owner of the context.
+    # ---- context switch -----------------------------------------------------------------
 
-        There is one context for now: the next slot reuses whatever prefix it shares with the
-        previous one. Per-slot save/restore of sequence state belongs here.
-        """
+    def switch(self, slot: Hashable) -> Switch:
+        """Make ``slot`` the owner of the context: save the current slot, restore ``slot``."""
+        old = self.slot
+        if slot == old:
+            return Switch(from_slot=old, to_slot=slot)
+        saved_bytes, save_s = self._save(old)
         self.slot = slot
+        entry = self._saved.pop(slot, None)
+        if entry is None:
+            # Nothing saved: keep the current context, whose shared prefix the slot reuses.
+            spilled = self._enforce_budget()
+            return Switch(old, slot, saved_bytes, save_s, source="none", spilled_bytes=spilled)
+        started = time.perf_counter()
+        source: Literal["memory", "file"] = "memory" if entry.buf is not None else "file"
+        buf = entry.buf if entry.buf is not None else self._read(entry)
+        self._lib.llama_memory_clear(self._mem, True)
+        self.tokens, self.fresh = [], False
+        n = self._lib.llama_state_seq_set_data(self._ctx, _ptr(buf), entry.size, 0)
+        if n == 0:
+            # llama.cpp refused the state: start empty, the next prompt is prefilled (last resort).
+            self._lib.llama_memory_clear(self._mem, True)
+        else:
+            self.tokens = list(entry.tokens)
+        self._release(buf)
+        restore_s = time.perf_counter() - started
+        return Switch(
+            old, slot, saved_bytes, save_s, restored_bytes=entry.size if n else 0,
+            restore_seconds=restore_s, restored_tokens=len(self.tokens), source=source,
+            spilled_bytes=self._enforce_budget(),
+        )
+
+    def forget(self, slot: Hashable) -> None:
+        """Drop ``slot``'s saved state (a process that ended); the current context stays."""
+        entry = self._saved.pop(slot, None)
+        if entry is not None:
+            self._discard(entry)
+
+    def drop_all(self) -> None:
+        """Drop every saved state and spill file."""
+        for entry in self._saved.values():
+            self._discard(entry)
+        self._saved.clear()
+        self._spare.clear()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    @property
+    def states(self) -> dict[Hashable, tuple[Literal["memory", "file"], int]]:
+        """Saved states by slot: where each one is and its size in bytes."""
+        return {
+            slot: ("memory" if e.buf is not None else "file", e.size)
+            for slot, e in self._saved.items()
+        }
+
+    def _save(self, slot: Hashable) -> tuple[int, float]:
+        if not self.tokens:
+            return 0, 0.0
+        started = time.perf_counter()
+        size = int(self._lib.llama_state_seq_get_size(self._ctx, 0))
+        old = self._saved.pop(slot, None)
+        if old is not None:
+            self._discard(old)
+        buf = self._take(size)
+        n = int(self._lib.llama_state_seq_get_data(self._ctx, _ptr(buf), size, 0))
+        if n != size:  # a partial copy is useless: the slot will re-prefill instead
+            self._release(buf)
+            return 0, time.perf_counter() - started
+        self._saved[slot] = _Saved(list(self.tokens), size, buf, None, time.monotonic())
+        return size, time.perf_counter() - started
+
+    def _enforce_budget(self) -> int:
+        """Spill the coldest in-memory states to files until the rest fits the budget."""
+        resident = sorted((e for e in self._saved.values() if e.buf is not None),
+                          key=lambda e: e.used)
+        held = sum(len(e.buf) for e in resident if e.buf is not None)
+        held += sum(len(b) for b in self._spare)
+        while self._spare and held > self.budget:
+            held -= len(self._spare.pop())
+        spilled = 0
+        for entry in resident:
+            if held <= self.budget:
+                break
+            assert entry.buf is not None
+            held -= len(entry.buf)
+            spilled += entry.size
+            entry.path = self._spill_path()
+            entry.buf[: entry.size].tofile(entry.path)
+            entry.buf = None
+        return spilled
+
+    def _spill_path(self) -> Path:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="llmos-kv-"))
+        self._files += 1
+        return self._dir / f"state-{self._files}.bin"
+
+    def _read(self, entry: _Saved) -> npt.NDArray[np.uint8]:
+        assert entry.path is not None
+        buf = self._take(entry.size)
+        with entry.path.open("rb") as fh:
+            fh.readinto(buf[: entry.size].data)
+        entry.path.unlink(missing_ok=True)
+        entry.path = None
+        return buf
+
+    def _take(self, size: int) -> npt.NDArray[np.uint8]:
+        """A buffer of at least ``size`` bytes: the smallest spare that fits, else a new one."""
+        fits = [b for b in self._spare if len(b) >= size]
+        if fits:
+            best = min(fits, key=len)
+            self._spare.remove(best)
+            return best
+        return np.empty(-(-size // _CHUNK) * _CHUNK, dtype=np.uint8)
+
+    def _release(self, buf: npt.NDArray[np.uint8]) -> None:
+        self._spare.append(buf)
+
+    def _discard(self, entry: _Saved) -> None:
+        if entry.buf is not None:
+            self._release(entry.buf)
+        if entry.path is not None:
+            entry.path.unlink(missing_ok=True)
+
+    # ---- evaluation ---------------------------------------------------------------------
 
     def rewind(self, keep: int) -> None:
         """Drop every evaluated token after the first ``keep``."""
@@ -126,3 +318,7 @@ class KV:
         ptr = self._lib.llama_get_logits_ith(self._ctx, -1)
         view: npt.NDArray[np.float32] = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
         return view
+
+
+def _ptr(buf: npt.NDArray[np.uint8]) -> Any:
+    return buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))

@@ -1,15 +1,17 @@
 """LlamaCPU: a GGUF model run in process by llama.cpp, decoding under a llguidance grammar.
 
-One ``LlamaCPU`` holds one model and one llama.cpp context (sequence 0). Each ``complete``
-call tokenizes the whole rendered prompt, keeps the longest prefix whose KV state is already
-in the context, evaluates only the new suffix, then decodes: under a schema, every step masks
-the logits with the grammar, tokens the grammar forces are evaluated in one batch without
-sampling (fast-forward), and the call ends when the grammar is complete.
+One ``LlamaCPU`` holds one model and one llama.cpp context (sequence 0), time-shared by slots
+(one per process): ``switch`` saves the outgoing slot's KV state and restores the incoming
+one's, so a resumed process does not re-read its context. Each ``complete`` call switches to
+its slot, tokenizes the whole rendered prompt, keeps the longest prefix whose KV state is
+already in the context, evaluates only the new suffix, then decodes: under a schema, every
+step masks the logits with the grammar, tokens the grammar forces are evaluated in one batch
+without sampling (fast-forward), and the call ends when the grammar is complete.
 
 Invariants:
 - ``llmos.cpu.kv.KV`` is the only place that knows which tokens are in the KV cache; every
-  decode goes through it, so ``KV.tokens`` always equals the evaluated sequence (per-slot
-  save and restore, llama_state_seq_get_data/set_data, slots in at ``KV.switch``);
+  decode and every switch goes through it, so ``KV.tokens`` always equals the evaluated
+  sequence (per-slot save and restore with llama_state_seq_get_data/set_data: ``KV.switch``);
 - a call under a schema returns text valid for the schema or raises ``CPUError``; it never
   returns a partial call;
 - special and control tokens never appear in the output (see ``llmos.cpu.grammar``);
@@ -34,7 +36,7 @@ import numpy.typing as npt
 
 from llmos.cpu.base import Decoding
 from llmos.cpu.grammar import Grammar, Mask
-from llmos.cpu.kv import KV
+from llmos.cpu.kv import KV, Switch
 from llmos.errors import ContextOverflow, CPUError, LLMOSError, UsageError
 
 __all__ = ["LlamaCPU"]
@@ -76,6 +78,8 @@ class LlamaCPU:
         n_batch: the most tokens evaluated in one llama_decode call (prefill chunks).
         separators: item and key separators of the JSON the grammar allows; match how your
             prompts render JSON (the defaults are those of ``json.dumps``).
+        state_bytes: bytes of saved per-slot KV states kept in memory; colder states spill to
+            temp files beyond it (about 12.7 KB per resident token on the default model).
         verbose: let llama.cpp print its logs.
 
     Raises:
@@ -91,6 +95,7 @@ class LlamaCPU:
         n_threads: int | None = None,
         n_batch: int = 512,
         separators: tuple[str, str] = (", ", ": "),
+        state_bytes: int = 512 << 20,
         verbose: bool = False,
     ) -> None:
         llama_cpp = _import_llama()
@@ -129,7 +134,7 @@ class LlamaCPU:
         self._lib = llama_cpp
         self._n_ctx = int(self._llama.n_ctx())
         self._n_vocab = int(self._llama.n_vocab())
-        self._kv = KV(llama_cpp, self._llama.ctx, n_batch, self._n_ctx)
+        self._kv = KV(llama_cpp, self._llama.ctx, n_batch, self._n_ctx, budget=state_bytes)
         self._separators = separators
         self._grammar: Grammar | None = None
         self._lock = threading.Lock()
@@ -180,10 +185,67 @@ class LlamaCPU:
         return self._llama
 
     def reset(self) -> None:
-        """Forget the KV state: the next call prefills its whole prompt."""
+        """Forget the KV state and every saved slot: the next call prefills its whole prompt."""
         with self._lock:
             self._check_open()
             self._kv.clear()
+            self._kv.drop_all()
+
+    def switch(self, slot: Hashable) -> Switch:
+        """Give the context to ``slot`` (a process id): a context switch, with its cost.
+
+        The outgoing slot's KV state is copied out (kept in memory up to ``state_budget``,
+        spilled to a temp file beyond it); ``slot``'s saved state, if any, is copied back in.
+        ``complete`` switches by itself; call this to account for the switch separately.
+        """
+        with self._lock:
+            self._check_open()
+            try:
+                return self._kv.switch(slot)
+            except _LLAMA_ERRORS as exc:
+                self._kv.clear()
+                raise CPUError(f"llama.cpp failed in a context switch: {exc}; retry") from exc
+
+    def forget(self, slot: Hashable) -> None:
+        """Drop ``slot``'s saved KV state (its process ended); its next call re-prefills."""
+        with self._lock:
+            self._kv.forget(slot)
+
+    @property
+    def state_budget(self) -> int:
+        """Bytes of saved slot states kept in memory before the coldest spill to files."""
+        return self._kv.budget
+
+    @state_budget.setter
+    def state_budget(self, value: int) -> None:
+        if value < 0:
+            raise UsageError(f"state_budget must be >= 0 bytes, not {value}", code="args")
+        self._kv.budget = value
+
+    @property
+    def states(self) -> dict[Hashable, tuple[Literal["memory", "file"], int]]:
+        """Saved slot states: where each is (``memory`` or a spilled ``file``) and its bytes."""
+        return self._kv.states
+
+    def logits(self, prompt: str, *, slot: Hashable = 0) -> npt.NDArray[np.float32]:
+        """The model's next-token logits after ``prompt`` (a copy), reusing ``slot``'s KV state.
+
+        For scoring and for checking that a context switch changes nothing.
+        """
+        with self._lock:
+            self._check_open()
+            tokens = self._tokenize(prompt, bos=True)
+            if len(tokens) >= self._n_ctx:
+                raise ContextOverflow(
+                    f"the prompt takes {len(tokens)} tokens > n_ctx={self._n_ctx}; shorten it"
+                )
+            try:
+                self._kv.switch(slot)
+                self._kv.sync(tokens)
+                return np.array(self._kv.logits(self._n_vocab), dtype=np.float32)
+            except _LLAMA_ERRORS as exc:
+                self._kv.clear()
+                raise CPUError(f"llama.cpp failed while reading logits: {exc}") from exc
 
     def close(self) -> None:
         """Free the model and its context; further calls raise ``UsageError``."""

@@ -11,14 +11,14 @@ out the header; ``llmos.memory`` holds RAM, pager and disk; ``llmos.peripherals`
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from llmos.cpu.base import CPU
 from llmos.errors import UsageError
 from llmos.kernel.loader import default_system, render_header
 from llmos.kernel.policy import Policy
-from llmos.kernel.proc import Process
-from llmos.kernel.sched import Observer, Reply, drive, turn
+from llmos.kernel.proc import Process, Quota
+from llmos.kernel.sched import Observer, Reply, Scheduler, drive, turn
 from llmos.kernel.syscall import SyscallTable
 from llmos.memory.ram import RAM
 from llmos.params import Params
@@ -93,6 +93,7 @@ class Kernel:
         peripherals: Sequence[str | Peripheral] | None = None,
         ram_tokens: int | None = None,
         priority: int = 0,
+        quota: Quota | None = None,
     ) -> Process:
         """Create a process.
 
@@ -102,6 +103,8 @@ class Kernel:
                 None gives it every mounted device.
             ram_tokens: its RAM budget in tokens; None derives it from the model's context.
             priority: higher runs first when several processes are ready.
+            quota: what one run may spend (steps, decoded tokens, device calls, seconds);
+                None leaves every limit to ``Params``.
         """
         devices = self._select(peripherals)
         table = SyscallTable(devices, strict=self.params.strict)
@@ -121,6 +124,7 @@ class Kernel:
             table=table,
             ram=RAM(self.cpu.count_tokens, budget, header),
             priority=priority,
+            quota=quota or Quota(),
         )
         proc.ram.check()
         self.processes[proc.pid] = proc
@@ -144,6 +148,48 @@ class Kernel:
             raise UsageError(f"process {proc.pid} does not belong to this kernel", code="no-proc")
         t = turn(proc, message, params=self.params, policy=self.policy, observe=observe)
         return drive(t, proc, self.cpu, params=self.params)
+
+    def run_all(
+        self,
+        messages: Mapping[Process, str],
+        *,
+        observe: Observer | None = None,
+        slice_steps: int = 2,
+    ) -> dict[Process, Reply]:
+        """Answer one message per process, time-sharing the CPU; returns every reply.
+
+        While one process waits on a device, the CPU decodes for another; see
+        ``llmos.kernel.sched`` for the policy (priorities, aging, round-robin, time slices).
+
+        Args:
+            messages: what to say to each process.
+            observe: called with each trace event of every process as it happens.
+            slice_steps: decode steps a process may take before yielding to another.
+
+        Returns:
+            each process's :class:`Reply`. A process that fails (a quota, the step limit, a
+            CPU error) does not stop the others: its reply has ``error`` set (``ok`` is False;
+            ``reply.raise_for_error()`` raises it) and the trace until then.
+
+        Raises:
+            UsageError: an empty message, a process of another kernel, or one already running.
+        """
+        for proc, message in messages.items():
+            if not message.strip():
+                raise UsageError(
+                    f"the message for process {proc.pid} is empty; say what it should do",
+                    code="empty",
+                )
+            if self.processes.get(proc.pid) is not proc:
+                raise UsageError(
+                    f"process {proc.pid} does not belong to this kernel", code="no-proc"
+                )
+        turns = {
+            proc: turn(proc, message, params=self.params, policy=self.policy,
+                       observe=observe)
+            for proc, message in messages.items()
+        }
+        return Scheduler(self.cpu, params=self.params, slice_steps=slice_steps).run(turns)
 
     def close(self) -> None:
         """Unmount every device."""

@@ -1,8 +1,9 @@
-"""A process: one agent, with its program, capabilities, RAM and counters.
+"""A process: one agent, with its program, capabilities, RAM, quota and counters.
 
-A process is created by ``Kernel.spawn`` and run by ``Kernel.run``. Its capabilities are the
-syscall table it was given (it can decode no other call); its RAM holds the header and the
-journal; its stats count what it cost.
+A process is created by ``Kernel.spawn`` and run by ``Kernel.run`` (alone) or
+``Kernel.run_all`` (time-shared with others). Its capabilities are the syscall table it was
+given (it can decode no other call); its RAM holds the header and the journal; its quota
+bounds what one run may spend; its stats count what it cost.
 
 States: ``ready`` → ``running`` → (``waiting`` on a device → ``ready``) … → ``done`` or
 ``failed``. A process runs one message at a time: a second concurrent ``run`` on the same
@@ -24,7 +25,7 @@ from llmos.kernel.syscall import SyscallTable
 from llmos.memory.page import Page
 from llmos.memory.ram import RAM
 
-__all__ = ["ProcState", "ProcStats", "Process"]
+__all__ = ["ProcState", "ProcStats", "Process", "Quota"]
 
 
 class ProcState(StrEnum):
@@ -35,6 +36,38 @@ class ProcState(StrEnum):
     WAITING = "waiting"
     DONE = "done"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What one run (one message) of a process may spend; None leaves a limit to ``Params``.
+
+    Every limit counts from the start of the run, so each message gets a fresh budget. When one
+    runs out the run ends with :class:`~llmos.errors.QuotaExceeded` naming it (steps end with
+    :class:`~llmos.errors.StepLimitExceeded`, as for ``Params.max_steps``).
+
+    Attributes:
+        max_steps: instructions decoded; None = ``Params.max_steps``.
+        max_decoded_tokens: tokens sampled by the CPU (forced tokens are free); None = no limit.
+        max_device_calls: syscalls dispatched to devices; None = ``Params.max_device_calls``.
+        max_seconds: wall-clock seconds, time spent ready or waiting included; checked each
+            time the process resumes (a device call in flight is bounded by its own
+            ``Limits.timeout_s``); None = ``Params.max_seconds``.
+    """
+
+    max_steps: int | None = None
+    max_decoded_tokens: int | None = None
+    max_device_calls: int | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "max_decoded_tokens", "max_device_calls", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(
+                    f"Quota.{name} must be positive or None (no limit), not {value!r}",
+                    code="quota",
+                )
 
 
 @dataclass
@@ -52,6 +85,9 @@ class ProcStats:
     page_ins: int = 0
     page_faults: int = 0
     recalls: int = 0
+    cpu_seconds: float = 0.0  # wall time of its decodes on the CPU
+    device_seconds: float = 0.0  # wall time of its device calls (off the CPU thread)
+    switches: int = 0  # context switches onto the CPU that moved KV state
 
     @property
     def hit_rate(self) -> float:
@@ -77,6 +113,7 @@ class Process:
         state: where it is in its life.
         stats: its counters.
         priority: higher runs first when several processes are ready.
+        quota: what one run may spend (unset limits fall back to ``Params``).
     """
 
     pid: int
@@ -86,6 +123,7 @@ class Process:
     state: ProcState = ProcState.READY
     stats: ProcStats = field(default_factory=ProcStats)
     priority: int = 0
+    quota: Quota = field(default_factory=Quota)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property

@@ -1,10 +1,12 @@
-"""The instruction cycle of a process, and the driver that runs it on the CPU.
+"""The instruction cycle of a process, and the scheduler that time-shares the CPU among many.
 
 One *turn* answers one message. It is written as a generator that yields what it needs next:
 :class:`NeedCPU` (decode one instruction) or :class:`NeedDevice` (run one syscall), and
 receives the result. The turn itself never touches the CPU or a device, so a driver decides
-where work runs: :func:`drive` runs one turn to the end in order; a scheduler can interleave
-many turns, serving CPU requests on the CPU thread and device requests off it.
+where work runs: :func:`drive` runs one turn to the end in order (``Kernel.run``); a
+:class:`Scheduler` interleaves many (``Kernel.run_all``), serving CPU requests on the calling
+thread (the CPU thread) and device requests on a thread pool, so the CPU decodes for one
+process while others wait on their devices.
 
 One step of a turn:
 
@@ -14,40 +16,55 @@ One step of a turn:
 4. ``answer`` ends the turn through the egress filter; any other call passes the policy and
    goes to its device; the call and its result are appended to the journal as one group.
 
+Scheduling policy: the ready process with the highest *effective* priority gets the CPU
+(its ``priority`` plus one for every ``aging`` slices it was passed over while ready, so no
+process starves); equals take turns in arrival order (round-robin). A time slice is
+``slice_steps`` decode steps; at its end the process goes to the back of the run queue if
+another is ready. A device call ends the slice at once: the process waits off the CPU and is
+ready again when the device returns. Each switch onto the CPU restores the process's KV state
+(``LlamaCPU.switch``) instead of re-reading its context.
+
 Invariants: the journal is append-only during a turn (prefix-stable, so the CPU reuses its KV
-cache); every decoded instruction, call, fault and answer is in the trace; a turn ends with an
-answer or a :class:`~llmos.errors.RunError` carrying the trace.
+cache); every decoded instruction, call, fault, answer and scheduling event is in the trace;
+a turn ends with an answer or a :class:`~llmos.errors.RunError` carrying the trace; only the
+CPU thread advances turns, so a process's RAM is never touched by two threads; one process's
+error ends that process only.
 """
 
 from __future__ import annotations
 
+import queue
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from llmos.cpu.base import CPU, Decoding
-from llmos.errors import Fault, QuotaExceeded, StepLimitExceeded
+from llmos.cpu.kv import Switch
+from llmos.errors import Fault, LLMOSError, QuotaExceeded, RunError, StepLimitExceeded, UsageError
 from llmos.kernel.ground import step_schema
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcState
 from llmos.kernel.syscall import ANSWER, Outcome
-from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted
+from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Scheduled
 from llmos.kernel.trap import decode_call
 from llmos.memory.page import Page
 from llmos.params import Params
 
-__all__ = ["NeedCPU", "NeedDevice", "Reply", "drive", "turn"]
+__all__ = ["NeedCPU", "NeedDevice", "Reply", "Scheduler", "drive", "turn"]
 
 
 @dataclass(frozen=True)
 class NeedCPU:
-    """A turn asks the CPU to decode one instruction."""
+    """A turn asks the CPU to decode one instruction (``trace``: the turn's, for the driver)."""
 
     prompt: str
     schema: Mapping[str, Any] | None
     max_tokens: int
+    step: int = 0
+    trace: list[Event] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,8 @@ class NeedDevice:
 
     name: str
     args: Mapping[str, Any]
+    step: int = 0
+    trace: list[Event] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass
@@ -63,24 +82,47 @@ class Reply:
     """What ``Kernel.run`` returns: the answer and everything that led to it.
 
     Attributes:
-        text: the answer, after the egress filter.
+        text: the answer, after the egress filter ("" when the run failed).
         trace: typed events in order (decodes, calls, faults, pages, scheduling).
         pid: the process that answered.
+        error: why the run failed, in ``Kernel.run_all`` only (``Kernel.run`` raises it);
+            None when it answered.
     """
 
     text: str
     trace: list[Event] = field(default_factory=list)
     pid: int = 0
+    error: LLMOSError | None = None
 
     @property
     def calls(self) -> list[Called]:
         """The device calls of this turn, in order."""
         return [e for e in self.trace if isinstance(e, Called)]
 
+    @property
+    def ok(self) -> bool:
+        """True when the process answered."""
+        return self.error is None
+
+    def raise_for_error(self) -> Reply:
+        """Raise the run's error if it failed; return the reply otherwise (for chaining)."""
+        if self.error is not None:
+            raise self.error
+        return self
+
 
 Turn = Generator[NeedCPU | NeedDevice, Any, Reply]
 Fit = Callable[[Process, list[Event]], None]
 Observer = Callable[[Event], None]
+
+
+@runtime_checkable
+class Switching(Protocol):
+    """A CPU that keeps per-process KV state and reports what a context switch cost."""
+
+    def switch(self, slot: Hashable) -> Switch:
+        """Give the context to ``slot``, saving the previous owner's state."""
+        ...
 
 
 class _Trace(list[Event]):
@@ -108,11 +150,30 @@ def turn(
 ) -> Turn:
     """Answer ``message`` as ``proc``: the generator a driver or scheduler runs.
 
-    ``observe`` is called with every event as it happens (the shell streams them).
+    ``observe`` is called with every event as it happens (the shell streams them). The
+    process's :class:`~llmos.kernel.proc.Quota` (falling back to ``params``) bounds the turn.
     """
     trace: list[Event] = _Trace(observe)
+    q = proc.quota
+    max_steps = q.max_steps or params.max_steps
+    max_calls = q.max_device_calls or params.max_device_calls
+    max_seconds = q.max_seconds or params.max_seconds
+    started = time.monotonic()
+    decoded = calls = 0
+
+    def check(name: str, used: float, limit: float | None, unit: str) -> None:
+        if limit is not None and used > limit:
+            raise QuotaExceeded(
+                f"process {proc.pid} needs {used:g} {unit} in this run, over its quota of "
+                f"{limit:g}; raise Quota.{name} (Kernel.spawn(..., quota=Quota({name}=...)))"
+                + (f" or Params.{name}" if hasattr(params, name) else ""),
+                quota=name,
+                trace=list(trace),
+            )
+
     proc.ram.append(Page(pid=proc.pid, kind="message", role="user", text=message, source=source))
-    for step in range(1, params.max_steps + 1):
+    for step in range(1, max_steps + 1):
+        check("max_seconds", round(time.monotonic() - started, 2), max_seconds, "s")
         if fit is not None:
             fit(proc, trace)
         proc.ram.check()
@@ -121,8 +182,10 @@ def turn(
             if params.ground
             else None
         )
-        dec: Decoding = yield NeedCPU(proc.ram.render(), schema, params.max_call_tokens)
+        request = NeedCPU(proc.ram.render(), schema, params.max_call_tokens, step, trace)
+        dec: Decoding = yield request
         _count(proc, dec)
+        decoded += dec.decoded_tokens
         trace.append(
             Decoded(
                 pid=proc.pid, step=step, text=dec.text, prompt_tokens=dec.prompt_tokens,
@@ -131,6 +194,8 @@ def turn(
                 seconds=dec.seconds,
             )
         )
+        check("max_decoded_tokens", decoded, q.max_decoded_tokens, "decoded tokens")
+        check("max_seconds", round(time.monotonic() - started, 2), max_seconds, "s")
         group = uuid.uuid4().hex[:8]
         proc.ram.append(
             Page(pid=proc.pid, kind="call", role="model", text=dec.text, source="model",
@@ -159,17 +224,9 @@ def turn(
             )
             _observe(proc, f"Fault: {denial}", "policy", True, group)
             continue
-        quota = params.max_device_calls
-        if quota is not None and proc.stats.device_calls >= quota:
-            raise QuotaExceeded(
-                f"process {proc.pid} made {proc.stats.device_calls} device calls, its quota; "
-                "raise Params.max_device_calls",
-                quota="max_device_calls",
-                trace=list(trace),
-            )
-        proc.state = ProcState.WAITING
-        outcome: Outcome = yield NeedDevice(call.name, dumped)
-        proc.state = ProcState.RUNNING
+        check("max_device_calls", calls + 1, max_calls, "device calls")
+        calls += 1
+        outcome: Outcome = yield NeedDevice(call.name, dumped, step, trace)
         proc.stats.device_calls += 1
         if outcome.status != "ok":
             proc.stats.faults += 1
@@ -181,8 +238,8 @@ def turn(
         shown = outcome.text if outcome.status == "ok" else f"Fault: {outcome.text}"
         _observe(proc, shown, outcome.source, outcome.trusted, group)
     raise StepLimitExceeded(
-        f"process {proc.pid} made {params.max_steps} steps without answering; raise "
-        "Params.max_steps, or simplify the task",
+        f"process {proc.pid} made {max_steps} steps without answering; raise "
+        "Params.max_steps or Quota.max_steps, or simplify the task",
         trace=list(trace),
     )
 
@@ -201,30 +258,46 @@ def _count(proc: Process, dec: Decoding) -> None:
     s.forced_tokens += dec.forced_tokens
     s.prefilled_tokens += dec.prefilled_tokens
     s.reused_tokens += dec.reused_tokens
+    s.cpu_seconds += dec.seconds
+
+
+def _decode(cpu: CPU, proc: Process, req: NeedCPU, params: Params) -> Decoding:
+    """Switch ``proc`` onto the CPU (recording what moved), then decode one instruction."""
+    if isinstance(cpu, Switching):
+        sw = cpu.switch(proc.pid)
+        if sw.source != "same":
+            proc.stats.switches += 1
+            req.trace.append(Scheduled(pid=proc.pid, step=req.step, what="switch_in",
+                                       detail=_switch_detail(sw)))
+    return cpu.complete(
+        req.prompt, schema=req.schema, max_tokens=req.max_tokens,
+        temperature=params.temperature, seed=params.seed, slot=proc.pid,
+    )
+
+
+def _switch_detail(sw: Switch) -> dict[str, Any]:
+    return {
+        "from": str(sw.from_slot), "source": sw.source, "restored_bytes": sw.restored_bytes,
+        "restored_tokens": sw.restored_tokens, "restore_ms": round(sw.restore_seconds * 1e3, 2),
+        "saved_bytes": sw.saved_bytes, "save_ms": round(sw.save_seconds * 1e3, 2),
+        "spilled_bytes": sw.spilled_bytes,
+    }
 
 
 def drive(t: Turn, proc: Process, cpu: CPU, *, params: Params) -> Reply:
     """Run one turn to its end: decodes on ``cpu``, device calls in order on this thread."""
     proc.acquire()
     proc.state = ProcState.RUNNING
-    started = time.monotonic()
     try:
         request = next(t)
         while True:
             if isinstance(request, NeedCPU):
-                result: Any = cpu.complete(
-                    request.prompt, schema=request.schema, max_tokens=request.max_tokens,
-                    temperature=params.temperature, seed=params.seed, slot=proc.pid,
-                )
+                result: Any = _decode(cpu, proc, request, params)
             else:
+                proc.state = ProcState.WAITING
                 result = proc.table.dispatch(request.name, request.args)
-            if params.max_seconds is not None and time.monotonic() - started > params.max_seconds:
-                t.close()
-                raise QuotaExceeded(
-                    f"process {proc.pid} ran longer than {params.max_seconds:g} s, its wall-time "
-                    "quota; raise Params.max_seconds",
-                    quota="max_seconds",
-                )
+                proc.stats.device_seconds += result.seconds
+                proc.state = ProcState.RUNNING
             request = t.send(result)
     except StopIteration as done:
         proc.state = ProcState.DONE
@@ -232,6 +305,222 @@ def drive(t: Turn, proc: Process, cpu: CPU, *, params: Params) -> Reply:
         return reply
     except BaseException:
         proc.state = ProcState.FAILED
+        t.close()
         raise
     finally:
         proc.release()
+
+
+@dataclass(eq=False)
+class _Task:
+    """One process's turn inside a scheduler run."""
+
+    proc: Process
+    gen: Turn
+    seq: int  # arrival order in the run queue: equals run first come, first served
+    age: int = 0  # slices given to others while this one was ready
+    request: NeedCPU | NeedDevice | None = None  # what it asked for last
+    inbox: Any = None  # the value to send it when it next runs
+    started: bool = False
+    held: bool = False  # preempted before its request was served: serve it, don't advance
+    trace: list[Event] = field(default_factory=list)
+    reply: Reply | None = None
+
+
+class Scheduler:
+    """Time-shares one CPU among many turns; device calls run on a thread pool meanwhile.
+
+    Args:
+        cpu: the CPU all turns decode on (switched per process if it supports ``switch``).
+        params: kernel parameters (temperature and seed of each decode).
+        slice_steps: decode steps a process may take before yielding to another ready one.
+        aging: slices a ready process may be passed over before its priority rises by one.
+        workers: threads for device calls; None = one per process, at most 16.
+    """
+
+    def __init__(
+        self,
+        cpu: CPU,
+        *,
+        params: Params,
+        slice_steps: int = 2,
+        aging: int = 3,
+        workers: int | None = None,
+    ) -> None:
+        if slice_steps < 1 or aging < 1:
+            raise UsageError(
+                f"slice_steps and aging must be at least 1, not {slice_steps} and {aging}",
+                code="args",
+            )
+        self.cpu = cpu
+        self.params = params
+        self.slice_steps = slice_steps
+        self.aging = aging
+        self.workers = workers
+        self._ready: list[_Task] = []
+        self._done: queue.SimpleQueue[tuple[_Task, Outcome | BaseException]] = queue.SimpleQueue()
+        self._waiting = 0
+        self._seq = 0
+
+    def run(self, turns: Mapping[Process, Turn]) -> dict[Process, Reply]:
+        """Run every turn to its end; return each process's reply, failed ones included.
+
+        A process that fails (a quota, the step limit, a CPU error) gets a :class:`Reply` with
+        ``error`` set and the trace until then; the others carry on undisturbed.
+
+        Raises:
+            UsageError: one of the processes is already running (nothing was started).
+        """
+        tasks = [_Task(proc, gen, seq=i) for i, (proc, gen) in enumerate(turns.items())]
+        claimed: list[Process] = []
+        try:
+            for task in tasks:
+                task.proc.acquire()
+                claimed.append(task.proc)
+        except UsageError:
+            for proc in claimed:
+                proc.release()
+            for task in tasks:
+                task.gen.close()
+            raise
+        self._seq = len(tasks)
+        self._ready = list(tasks)
+        for task in tasks:
+            task.proc.state = ProcState.READY
+        pool = ThreadPoolExecutor(
+            max_workers=self.workers or min(16, max(1, len(tasks))),
+            thread_name_prefix="llmos-io",
+        )
+        try:
+            while self._ready or self._waiting:
+                self._wake(block=not self._ready)
+                if self._ready:
+                    self._slice(self._pick(), pool)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for task in tasks:
+                if task.reply is None:  # interrupted: nothing half-done stays runnable
+                    task.gen.close()
+                    task.proc.state = ProcState.FAILED
+                task.proc.release()
+        bugs = [t.reply.error.__cause__ for t in tasks
+                if t.reply is not None and isinstance(t.reply.error, _Bug)]
+        if bugs and isinstance(bugs[0], BaseException):
+            raise bugs[0]
+        return {task.proc: task.reply for task in tasks if task.reply is not None}
+
+    def _pick(self) -> _Task:
+        """The ready task with the highest effective priority; the oldest among equals."""
+        best = max(self._ready, key=lambda t: (t.proc.priority + t.age // self.aging, -t.seq))
+        self._ready.remove(best)
+        for other in self._ready:
+            other.age += 1
+        best.age = 0
+        return best
+
+    def _enqueue(self, task: _Task) -> None:
+        task.proc.state = ProcState.READY
+        task.seq = self._seq
+        self._seq += 1
+        self._ready.append(task)
+
+    def _wake(self, *, block: bool) -> None:
+        """Make every task whose device call returned ready again (wait for one if ``block``)."""
+        while True:
+            try:
+                task, result = self._done.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            self._waiting -= 1
+            if isinstance(result, BaseException):
+                self._finish(task, result)
+                continue
+            task.proc.stats.device_seconds += result.seconds
+            step = task.request.step if task.request is not None else 0
+            self._note(task, step, "wake", {"status": result.status,
+                                            "device_s": round(result.seconds, 3)})
+            task.inbox = result
+            self._enqueue(task)
+
+    def _slice(self, task: _Task, pool: ThreadPoolExecutor) -> None:
+        """Run ``task`` on the CPU until it waits, ends, or uses its slice with others ready."""
+        proc = task.proc
+        proc.state = ProcState.RUNNING
+        steps = 0
+        while True:
+            if task.held:
+                task.held = False
+            elif not self._advance(task):
+                return
+            req = task.request
+            if isinstance(req, NeedDevice):
+                proc.state = ProcState.WAITING
+                self._note(task, req.step, "wait", {"syscall": req.name})
+                self._waiting += 1
+                pool.submit(self._device, task, req)
+                return
+            assert req is not None
+            if steps >= self.slice_steps:
+                self._wake(block=False)
+                if self._ready:
+                    self._note(task, req.step, "preempt", {"slice_steps": steps})
+                    task.held = True
+                    self._enqueue(task)
+                    return
+                steps = 0
+            try:
+                task.inbox = _decode(self.cpu, proc, req, self.params)
+            except Exception as exc:
+                self._finish(task, exc)
+                return
+            steps += 1
+
+    def _advance(self, task: _Task) -> bool:
+        """Send the task its inbox; False when the turn ended (answered or failed)."""
+        value, task.inbox = task.inbox, None
+        try:
+            task.request = task.gen.send(value) if task.started else next(task.gen)
+        except StopIteration as done:
+            task.started = True
+            self._finish(task, done.value)
+            return False
+        except Exception as exc:
+            self._finish(task, exc)
+            return False
+        task.started = True
+        task.trace = task.request.trace
+        return True
+
+    def _device(self, task: _Task, req: NeedDevice) -> None:
+        """On a pool thread: run one device call and hand the result to the CPU thread."""
+        try:
+            result: Outcome | BaseException = task.proc.table.dispatch(req.name, req.args)
+        except BaseException as exc:
+            result = exc
+        self._done.put((task, result))
+
+    def _finish(self, task: _Task, result: Reply | BaseException) -> None:
+        proc = task.proc
+        if isinstance(result, Reply):
+            proc.state = ProcState.DONE
+            task.reply = result
+            return
+        proc.state = ProcState.FAILED
+        task.gen.close()
+        if task.request is None and isinstance(result, RunError):
+            task.trace = list(result.trace)  # it failed before its first request
+        self._note(task, 0, "failed", {"error": type(result).__name__, "message": str(result)})
+        error = result if isinstance(result, LLMOSError) else _Bug(result)
+        task.reply = Reply(text="", trace=list(task.trace), pid=proc.pid, error=error)
+
+    def _note(self, task: _Task, step: int, what: str, detail: dict[str, Any]) -> None:
+        task.trace.append(Scheduled(pid=task.proc.pid, step=step, what=what, detail=detail))
+
+
+class _Bug(LLMOSError):
+    """Stands for an exception that is a bug, until every other process has finished."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.__cause__ = exc
