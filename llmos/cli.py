@@ -3,12 +3,17 @@
 ``llmos run "QUESTION"`` boots a kernel and streams what happens; ``llmos peripherals`` lists
 the installed devices; ``llmos disk ...`` inspects the disk. Errors are one clear line and a
 non-zero exit, never a traceback, unless ``--debug``.
+
+The disk lives at ``--disk PATH``, else ``$LLMOS_DISK``, else ``$XDG_DATA_HOME/llmos/disk``
+(``~/.local/share/llmos/disk``). ``llmos run`` uses a disk only when given ``--disk`` or
+``--history``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,9 +47,71 @@ def _build_parser() -> argparse.ArgumentParser:
         "--verbose", "-v", action="store_true", help="show decode and scheduling events"
     )
     run.add_argument("--max-steps", type=int, default=None, help="instructions before giving up")
+    run.add_argument(
+        "--history", type=Path,
+        help='a JSONL file of earlier turns, one {"role": "user"|"model"|"device", "text": ...} '
+        "a line, fed to the process before the question (the pager applies)",
+    )
+    run.add_argument("--disk", type=Path, help="the disk folder (see `llmos disk`)")
+    run.add_argument("--ram", type=int, default=None, help="the process's RAM budget in tokens")
 
     sub.add_parser("peripherals", help="list installed devices and their syscalls")
+
+    disk = sub.add_parser("disk", help="inspect the disk (the page store)")
+    disk.add_argument("--disk", type=Path, help="the disk folder")
+    dsub = disk.add_subparsers(dest="disk_command", required=True)
+    ls = dsub.add_parser("ls", help="list pages")
+    ls.add_argument("--pid", type=int, default=None)
+    ls.add_argument("--limit", type=int, default=50)
+    search = dsub.add_parser("search", help="search pages")
+    search.add_argument("query")
+    search.add_argument("--pid", type=int, default=None)
+    search.add_argument("-k", type=int, default=5)
+    dsub.add_parser("audit", help="count pages by source and trust")
+    rm = dsub.add_parser("rm", help="delete a process's pages")
+    rm.add_argument("--pid", type=int, required=True)
     return parser
+
+
+def _disk_path(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    if os.environ.get("LLMOS_DISK"):
+        return Path(os.environ["LLMOS_DISK"])
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "llmos" / "disk"
+
+
+def _open_disk(given: Path | None) -> Any:
+    from llmos.memory.disk import ChromaDisk
+
+    return ChromaDisk(_disk_path(given))
+
+
+def _read_history(path: Path) -> list[tuple[str, str, str | None]]:
+    """Parse a history file completely before anything is fed (a bad line loses nothing)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the history file {str(path)!r}: {exc}") from exc
+    turns: list[tuple[str, str, str | None]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            role = item.get("role", "user")
+            text = item["text"]
+            source = item.get("source")
+        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+            raise UsageError(
+                f"{path}:{n}: expected a JSON object with a \"text\" field "
+                f"(and optionally \"role\", \"source\"): {exc}"
+            ) from exc
+        if role not in ("user", "model", "device") or not isinstance(text, str):
+            raise UsageError(f"{path}:{n}: role must be user, model or device, text a string")
+        turns.append((role, text, source if isinstance(source, str) else None))
+    return turns
 
 
 def _mount(names: str | None) -> list[Peripheral] | None:
@@ -112,8 +179,18 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         with _err.status("booting the CPU (loading the model)…"):
             cpu = cpu_factory()
     params = Params() if ns.max_steps is None else Params(max_steps=ns.max_steps)
-    kernel = Kernel(cpu, peripherals=devices, params=params)
-    proc = kernel.spawn()
+    history = _read_history(ns.history) if ns.history is not None else []
+    disk = _open_disk(ns.disk) if (ns.disk is not None or ns.history is not None) else None
+    kernel = Kernel(cpu, peripherals=devices, params=params, disk=disk)
+    proc = kernel.spawn(ram_tokens=ns.ram)
+    if history:
+        from rich.progress import Progress
+
+        with Progress(console=_err, transient=True, disable=quiet) as bar:
+            task = bar.add_task("loading history", total=len(history))
+            for role, text, source in history:
+                proc.feed(text, role=role, source=source)  # type: ignore[arg-type]
+                bar.advance(task)
     observe = None if quiet else (lambda e: _show(e, verbose=ns.verbose))
     try:
         reply = kernel.run(proc, ns.question, observe=observe)
@@ -153,6 +230,33 @@ def _cmd_peripherals(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_disk(ns: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    disk = _open_disk(ns.disk)
+    console = Console(highlight=False)
+    if ns.disk_command == "ls":
+        table = Table("id", "pid", "kind", "trust", "source", "text")
+        for p in disk.list(ns.pid, limit=ns.limit):
+            table.add_row(p.id, str(p.pid), p.kind, p.trust, escape(p.source),
+                          escape(p.text[:70]))
+        console.print(table)
+    elif ns.disk_command == "search":
+        table = Table("score", "id", "pid", "trust", "source", "text")
+        for h in disk.search(ns.query, k=ns.k, pid=ns.pid):
+            table.add_row(f"{h.score:.3f}", h.page.id, str(h.page.pid), h.page.trust,
+                          escape(h.page.source), escape(h.page.text[:70]))
+        console.print(table)
+    elif ns.disk_command == "audit":
+        table = Table("source", "trust", "pages")
+        for row in disk.audit():
+            table.add_row(escape(row.source), row.trust, str(row.count))
+        console.print(table)
+    else:
+        console.print(f"deleted {disk.delete(pid=ns.pid)} pages of process {ns.pid}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llmos`` command; returns the exit status."""
     parser = _build_parser()
@@ -160,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run,
         "peripherals": _cmd_peripherals,
+        "disk": _cmd_disk,
     }
     try:
         return commands[ns.command](ns)

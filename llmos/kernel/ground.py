@@ -143,12 +143,12 @@ def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool) -> bool:
         if kind == "numbers":
             prop["pattern"] = expression_pattern(ev.trusted_numbers if sensitive else ev.numbers)
         elif kind in ("url", "path"):
-            values = getattr(ev, f"trusted_{kind}s" if sensitive else f"{kind}s")
+            values = list(getattr(ev, f"trusted_{kind}s" if sensitive else f"{kind}s"))
+            if isinstance(prop.get("default"), str) and prop["default"] not in values:
+                values.append(prop["default"])  # an optional field keeps its default
             if not values:
-                if kind == "path" and "default" in prop:
-                    continue  # an optional path (e.g. "list the root") needs no evidence
                 return False
-            prop["enum"] = list(values)
+            prop["enum"] = values
             prop.pop("pattern", None)
     return True
 

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from llmos.errors import ContextOverflow, Fault
 from llmos.kernel.trace import Event, Paged
 from llmos.memory.page import Page
-from llmos.peripherals.base import Document, Limits, Peripheral, syscall
+from llmos.peripherals.base import Document, Example, Limits, Peripheral, syscall
 
 if TYPE_CHECKING:
     from llmos.cpu.base import CPU
@@ -273,6 +273,19 @@ class MemoryDevice(Peripheral):
 
     name = "memory"
     limits = Limits(timeout_s=30.0, max_output_chars=2000)
+    examples = (
+        Example(
+            question="Which train does Maria take to work?",
+            calls=(
+                (
+                    "memory.search",
+                    {"query": "Maria train to work"},
+                    "[4be0c2f19a7d] Maria said she takes the 7:40 train to work.",
+                ),
+            ),
+            answer="Maria takes the 7:40 train to work.",
+        ),
+    )
 
     def __init__(self, pager: Pager, proc_ref: Callable[[], Process]) -> None:
         if pager.disk is None:

@@ -57,7 +57,9 @@ def render_page(page: Page, *, nonce: str | None = None) -> str:
     if page.kind == "message" and page.role == "device":
         label = "Result"
     if page.paged_in:
-        label = f"Recalled {label.lower()} [{page.id}]"
+        # a recalled page reads like a result: the worked examples teach the model to read
+        # results and answer from them
+        label = f"Result (recalled from memory, page {page.id})"
     # a user's message opens a new exchange: a blank line before it, as between the worked
     # examples, so every turn looks like the pattern the examples teach
     gap = "\n" if page.kind == "message" and page.role == "user" and not page.paged_in else ""

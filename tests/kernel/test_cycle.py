@@ -197,3 +197,19 @@ def test_bad_usage_is_a_clear_error() -> None:
         Kernel(ScriptedCPU([]), peripherals=[double])  # type: ignore[list-item]
     with pytest.raises(UsageError, match="empty"):
         k.run(k.spawn(), "  ")
+
+
+def test_an_optional_grounded_path_keeps_its_default() -> None:
+    import tempfile
+
+    from llmos.kernel.ground import step_schema
+    from llmos.memory.page import Page
+    from llmos.peripherals.filesystem import FileSystem
+
+    specs = FileSystem(tempfile.mkdtemp()).syscalls()
+    schema = step_schema(specs, [Page(text="read notes.txt please")])
+    branches = {b["properties"]["syscall"]["const"]: b for b in schema["anyOf"]}
+    listed = branches["fs.list"]["properties"]["args"]["properties"]["path"]["enum"]
+    assert "notes.txt" in listed and "." in listed
+    read = branches["fs.read"]["properties"]["args"]["properties"]["path"]["enum"]
+    assert read == ["notes.txt"]

@@ -54,7 +54,7 @@ def test_feeding_pages_out_and_demand_paging_brings_a_fact_back(disk: ChromaDisk
     brought = [p for p in proc.ram if p.paged_in]
     assert any("Biscuit" in p.text for p in brought)
     assert proc.stats.page_ins >= 1
-    assert "Recalled" in kernel.cpu.prompts[-1]  # type: ignore[attr-defined]
+    assert "recalled from memory" in kernel.cpu.prompts[-1]  # type: ignore[attr-defined]
 
 
 def test_memory_syscalls_search_recall_and_note(disk: ChromaDisk) -> None:
