@@ -355,8 +355,8 @@ class ChromaDisk:
         lex = self._lexicon(pid) if self.hybrid else None
         include = ["distances"] if lex else ["documents", "metadatas", "distances"]
         with _store_errors("search"):
-            found = self._pages.query(query_embeddings=qvec, n_results=depth, where=where,
-                                      include=include)
+            found = self._pages.query(query_embeddings=qvec, n_results=depth if lex else k,
+                                      where=where, include=include)
         pages: dict[str, tuple[str, dict[str, Any]]] = {}
         similarity: dict[str, float] = {}
         fused: dict[str, float] = {}
