@@ -1,0 +1,124 @@
+"""Helpers shared by the benchmark scripts: data lookup, sampling, model loading, JSON output.
+
+Every benchmark reads public data from ``$LLMOS_DATA`` (else ``<repo>/../shared/data``), draws
+its sample by a fixed rule (every n-th case, from a seeded offset), runs on one CPU that the
+caller may share between benchmarks, and, with ``--json``, prints one JSON object as the last
+line of its output.
+
+The baseline of each benchmark drives the same ``llama_cpp.Llama`` that the kernel's CPU holds
+(one model in memory, same weights, same threads). :func:`borrow_llama` hands it out and puts
+the CPU's KV journal back in order afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llmos.cpu.llama import LlamaCPU
+from llmos.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+_T = TypeVar("_T")
+
+
+def data_dir() -> Path:
+    """The shared public data folder: ``$LLMOS_DATA``, else ``<repo>/../shared/data``."""
+    env = os.environ.get("LLMOS_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(ROOT.parent / "shared" / "data")
+    for path in candidates:
+        if path.is_dir():
+            return path
+    raise UsageError(
+        "benchmark data not found: set LLMOS_DATA to the folder holding bfcl/ and gsm8k/",
+        code="no-data",
+    )
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line of a JSON Lines file (BFCL's ``.json`` files are JSON Lines too)."""
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def every_nth(items: Sequence[_T], limit: int | None, *, offset: int = 0) -> list[_T]:
+    """A fixed, evenly spread sample: every n-th item from ``offset`` so ``limit`` remain.
+
+    ``limit=None`` keeps everything. The rule never looks at results, so the same arguments
+    always give the same cases.
+    """
+    if limit is None or limit >= len(items):
+        return list(items)
+    if limit <= 0:
+        return []
+    step = len(items) // limit
+    return [items[(offset + i * step) % len(items)] for i in range(limit)]
+
+
+def load_cpu(model: Path | None) -> LlamaCPU:
+    """The embedded default model, or the GGUF at ``model``."""
+    if model is None:
+        return LlamaCPU.default()
+    if not model.is_file():
+        raise UsageError(f"no GGUF file at {str(model)!r}; pass --model PATH of a .gguf file")
+    return LlamaCPU(model)
+
+
+@contextmanager
+def borrow_llama(cpu: LlamaCPU, chat_format: str | None = None) -> Iterator[Any]:
+    """The CPU's own ``llama_cpp.Llama`` for a baseline call, KV state reset on both sides.
+
+    The high-level API keeps its own record of evaluated tokens; resetting it first makes it
+    re-prefill from position 0, and resetting the CPU afterwards makes the kernel do the same.
+    """
+    llama = cpu.llama
+    saved = llama.chat_format
+    if chat_format is not None:
+        llama.chat_format = chat_format
+    llama.reset()
+    try:
+        yield llama
+    finally:
+        llama.chat_format = saved
+        llama.reset()
+        cpu.reset()
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, default_limit: int) -> None:
+    """``--limit``, ``--full``, ``--offset``, ``--model``, ``--json``, ``--no-baseline``."""
+    parser.add_argument("--limit", type=int, default=default_limit, help="cases to sample")
+    parser.add_argument("--full", action="store_true", help="run every case (no sampling)")
+    parser.add_argument(
+        "--offset", type=int, default=0, help="start of the every-n-th sample (a fixed rule)"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a GGUF file instead of the default"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object as the last line"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="run llmos only")
+
+
+def print_json(obj: object) -> None:
+    """Print ``obj`` as one JSON line on stdout (the last line a caller parses)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def last_json_line(text: str) -> dict[str, Any]:
+    """The JSON object on the last non-empty line of ``text``."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError("no output to parse")
+    value = json.loads(lines[-1])
+    if not isinstance(value, dict):
+        raise ValueError("the last line is not a JSON object")
+    return value

@@ -1,0 +1,544 @@
+"""BFCL (Berkeley Function Calling Leaderboard v4, AST categories): llmos versus the usual baseline.
+
+Each case offers one to four functions and one user question. Both systems see the same
+functions and the same program text, on the same model:
+
+- ``llmos``: every function becomes a peripheral at run time (a pydantic model built from its
+  schema; the syscall's name is the function's name exactly) with one worked example made
+  mechanically from the function's own schema (placeholder values, never the case's question
+  or answer; the same rule for every case). The kernel runs the question; each device call the
+  process makes is one call of the answer, and answering without a call means "no call".
+- ``baseline``: ``Llama.create_chat_completion(messages, tools=..., tool_choice="auto")`` with
+  the ``chatml-function-calling`` chat handler, greedy.
+
+Scoring follows BFCL's AST rules (re-implemented, nothing copied): the function name matches;
+no parameter outside the schema; every expected parameter is present unless its acceptable
+values include ``""``; each value equals one acceptable value (strings compared lower-cased
+without spaces and ``,./-_*^``; an int is accepted for a float; lists in order; dicts key by
+key). ``simple_python`` and ``multiple`` need exactly one call; ``parallel*`` need the same
+number of calls as expected, matched in any order; ``irrelevance`` needs no call at all.
+A call is *valid* when its name is an offered function and its arguments validate strictly
+against the function's schema.
+
+Run: ``python -m benchmarks.bfcl --category simple_python --limit 10 [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from benchmarks._common import (
+    add_common_args,
+    borrow_llama,
+    data_dir,
+    every_nth,
+    load_cpu,
+    print_json,
+    read_jsonl,
+)
+from llmos.cpu.llama import LlamaCPU
+from llmos.errors import LLMOSError, RunError
+from llmos.kernel.boot import Kernel
+from llmos.kernel.loader import default_system
+from llmos.kernel.trace import Called, Decoded, Event
+from llmos.kernel.trap import decode_call
+from llmos.params import Params
+from llmos.peripherals.base import Example, Peripheral, SyscallSpec
+
+CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")
+RESULT = "ok"  # what a simulated function returns: BFCL scores calls, it executes nothing
+PARAMS = Params(max_steps=7, max_call_tokens=200)
+
+# ---------------------------------------------------------------- schemas
+
+_TYPES = {"dict": "object", "float": "number", "tuple": "array"}
+
+
+def json_schema(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A BFCL parameter schema in standard JSON Schema (``dict``→object, ``float``→number...)."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "type" and isinstance(value, str):
+                if value != "any":
+                    out["type"] = _TYPES.get(value, value)
+            elif key == "properties" and isinstance(value, dict):
+                out[key] = {k: walk(v) for k, v in value.items()}
+            else:
+                out[key] = walk(value)
+        return out
+
+    schema: dict[str, Any] = walk(dict(params))
+    schema.setdefault("type", "object")
+    schema.setdefault("properties", {})
+    return schema
+
+
+def _model_name(text: str) -> str:
+    words = re.split(r"[^A-Za-z0-9]", text)
+    return "".join(w[:1].upper() + w[1:] for w in words if w) or "Function"
+
+
+def _py_type(prop: Mapping[str, Any], where: str) -> Any:
+    if prop.get("enum"):
+        return Literal[tuple(prop["enum"])]
+    kind = prop.get("type")
+    if kind == "string":
+        return str
+    if kind == "integer":
+        return int
+    if kind == "number":
+        return float
+    if kind == "boolean":
+        return bool
+    if kind == "array":
+        items = prop.get("items")
+        item: Any = _py_type(items, where + "Item") if isinstance(items, dict) else Any
+        return list[item]  # type: ignore[valid-type]
+    if kind == "object":
+        if prop.get("properties"):
+            return args_model(prop, where)
+        return dict[str, Any]
+    return Any
+
+
+def args_model(schema: Mapping[str, Any], name: str) -> type[BaseModel]:
+    """A pydantic model for a standard JSON object schema (extra keys forbidden)."""
+    required = set(schema.get("required", []))
+    fields: dict[str, Any] = {}
+    for key, prop in schema.get("properties", {}).items():
+        kind = _py_type(prop, name + _model_name(key))
+        desc = prop.get("description")
+        if key in required:
+            fields[key] = (kind, Field(..., description=desc))
+        else:
+            fields[key] = (kind, Field(prop.get("default"), description=desc))
+    return create_model(_model_name(name) + "Args", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+# ---------------------------------------------------------------- peripherals
+
+
+def _placeholder(key: str, prop: Mapping[str, Any], index: int) -> Any:
+    """A value for ``key`` from the schema alone: its enum, else a fixed placeholder by type."""
+    if prop.get("enum"):
+        return prop["enum"][0]
+    kind = prop.get("type")
+    if kind == "integer":
+        return 3 + index
+    if kind == "number":
+        return 2.5 + index
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        given = prop.get("items")
+        items: Mapping[str, Any] = given if isinstance(given, dict) else {"type": "string"}
+        return [_placeholder(key, items, index), _placeholder(key, items, index + 1)]
+    if kind == "object":
+        sub = prop.get("properties", {})
+        need = [k for k in sub if k in set(prop.get("required", []))]
+        return {k: _placeholder(k, sub[k], i) for i, k in enumerate(need)}
+    return f"sample {key.replace('_', ' ')}"
+
+
+def _spoken(value: Any) -> str:
+    if isinstance(value, list):
+        return " and ".join(_spoken(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_spoken(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def schema_examples(name: str, description: str, schema: Mapping[str, Any]) -> tuple[Example, ...]:
+    """Worked examples for a function, made only from its schema: two calls, then one call.
+
+    The required parameters get placeholder values (:func:`_placeholder`); optional ones are
+    left out. The two-call example shows that one request may need several calls; the one-call
+    example comes last, nearest the question.
+    """
+    props = schema.get("properties", {})
+    required = [k for k in props if k in set(schema.get("required", []))]
+    task = description.strip().split(". ")[0].rstrip(".") or name
+
+    def filled(start: int) -> tuple[dict[str, Any], str]:
+        args = {k: _placeholder(k, props[k], start + i) for i, k in enumerate(required)}
+        return args, ", ".join(f"{k.replace('_', ' ')} {_spoken(v)}" for k, v in args.items())
+
+    one, one_text = filled(0)
+    two, two_text = filled(len(required) + 1)
+    single = Example(
+        question=f"{task}: {one_text}." if one_text else f"{task}.",
+        calls=((name, one, RESULT),),
+        answer="Done.",
+    )
+    if not required:
+        return (single,)
+    double = Example(
+        question=f"{task}: {two_text}; and also {one_text}.",
+        calls=((name, two, RESULT), (name, one, RESULT)),
+        answer="Done.",
+    )
+    return (double, single)
+
+
+class BFCLFunction(Peripheral):
+    """One BFCL function as a device: its syscall name is the function's name exactly."""
+
+    def __init__(self, function: Mapping[str, Any]) -> None:
+        self.name = str(function["name"])
+        self.doc = " ".join(str(function.get("description", self.name)).split())
+        self.schema = json_schema(function.get("parameters", {}))
+        self.args = args_model(self.schema, self.name)
+        self.examples = schema_examples(self.name, self.doc, self.schema)
+
+    @property
+    def description(self) -> str:
+        return self.doc
+
+    def syscalls(self) -> dict[str, SyscallSpec]:
+        return {self.name: SyscallSpec(name=self.name, method="call", args=self.args, doc=self.doc)}
+
+    def call(self, method: str, args: BaseModel) -> str:
+        return RESULT
+
+
+# ---------------------------------------------------------------- the AST checker
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[ ,./\-_*^]", "", text.lower())
+
+
+def _same(value: Any, want: Any) -> bool:
+    if isinstance(want, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(want, bool) and value == want
+    if isinstance(want, str):
+        return isinstance(value, str) and _norm(value) == _norm(want)
+    if isinstance(want, int | float):
+        return isinstance(value, int | float) and float(value) == float(want)
+    if isinstance(want, list):
+        return (
+            isinstance(value, list)
+            and len(value) == len(want)
+            and all(_same(v, w) for v, w in zip(value, want, strict=True))
+        )
+    if isinstance(want, dict):  # each key's value is a list of acceptable values
+        if not isinstance(value, dict) or set(value) - set(want):
+            return False
+        return all(
+            _acceptable(value[k], opts) if k in value else "" in opts for k, opts in want.items()
+        )
+    return bool(value == want)
+
+
+def _acceptable(value: Any, options: Sequence[Any]) -> bool:
+    return any(_same(value, opt) for opt in options)
+
+
+def _type_ok(value: Any, prop: Mapping[str, Any]) -> bool:
+    kind = prop.get("type")
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return True
+
+
+def call_matches(
+    call: tuple[str, Mapping[str, Any]],
+    expected: Mapping[str, Mapping[str, Sequence[Any]]],
+    schemas: Mapping[str, Mapping[str, Any]],
+) -> bool:
+    """Does one model call equal one expected call under BFCL's AST rules?"""
+    name, args = call
+    ((want_name, want_args),) = expected.items()
+    if name != want_name or not isinstance(args, dict):
+        return False
+    props = schemas.get(name, {}).get("properties", {})
+    if set(args) - set(want_args):
+        return False
+    for key, options in want_args.items():
+        if key not in args:
+            if "" not in options:
+                return False
+            continue
+        if key in props and not _type_ok(args[key], props[key]):
+            return False
+        if not _acceptable(args[key], options):
+            return False
+    return True
+
+
+def case_correct(
+    category: str,
+    calls: Sequence[tuple[str, Mapping[str, Any]]],
+    truth: Sequence[Mapping[str, Mapping[str, Sequence[Any]]]],
+    schemas: Mapping[str, Mapping[str, Any]],
+) -> bool:
+    """Is a case answered correctly? ``irrelevance`` needs no call; the others a full match."""
+    if category == "irrelevance":
+        return not calls
+    if len(calls) != len(truth):
+        return False
+    used = [False] * len(calls)
+
+    def assign(i: int) -> bool:  # a perfect matching between expected and made calls
+        if i == len(truth):
+            return True
+        for j, call in enumerate(calls):
+            if not used[j] and call_matches(call, truth[i], schemas):
+                used[j] = True
+                if assign(i + 1):
+                    return True
+                used[j] = False
+        return False
+
+    return assign(0)
+
+
+def call_valid(call: tuple[str, Any], models: Mapping[str, type[BaseModel]]) -> bool:
+    """Is the call to an offered function with arguments that validate strictly?"""
+    name, args = call
+    model = models.get(name)
+    if model is None or not isinstance(args, dict):
+        return False
+    try:
+        model.model_validate(args, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- the two systems
+
+
+@dataclass
+class Outcome:
+    """What one system did on one case."""
+
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str = ""
+
+
+def _question(case: Mapping[str, Any]) -> tuple[str, str]:
+    turn = case["question"][0]
+    system = "\n".join(m["content"] for m in turn if m["role"] == "system")
+    user = "\n".join(m["content"] for m in turn if m["role"] == "user")
+    return system, user
+
+
+def _kernel_calls(trace: Sequence[Event]) -> list[tuple[str, Any]]:
+    """The device calls of a trace, with the arguments exactly as the model wrote them."""
+    texts = {e.step: e.text for e in trace if isinstance(e, Decoded)}
+    calls: list[tuple[str, Any]] = []
+    for e in trace:
+        if isinstance(e, Called):
+            raw = decode_call(texts[e.step])
+            calls.append((raw.name, raw.args))
+    return calls
+
+
+def run_llmos(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
+    """Answer one case with the kernel; its device calls are the answer."""
+    devices = [BFCLFunction(f) for f in case["function"]]
+    system, user = _question(case)
+    kernel = Kernel(cpu, peripherals=devices, params=PARAMS)
+    program = default_system() + (f"\n{system}" if system else "")
+    proc = kernel.spawn(program)
+    started = time.perf_counter()
+    out = Outcome()
+    try:
+        reply = kernel.run(proc, user)
+        out.calls = _kernel_calls(reply.trace)
+    except RunError as exc:  # out of steps: the calls it made still count
+        out.calls = _kernel_calls(exc.trace)
+        out.error = type(exc).__name__
+    except LLMOSError as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def run_baseline(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
+    """Answer one case with llama-cpp-python's ``chatml-function-calling`` handler."""
+    system, user = _question(case)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f["name"],
+                "description": f.get("description", ""),
+                "parameters": json_schema(f.get("parameters", {})),
+            },
+        }
+        for f in case["function"]
+    ]
+    messages = [
+        {"role": "system", "content": default_system() + (f"\n{system}" if system else "")},
+        {"role": "user", "content": user},
+    ]
+    out = Outcome()
+    started = time.perf_counter()
+    try:
+        with borrow_llama(cpu, "chatml-function-calling") as llama:
+            resp = llama.create_chat_completion(
+                messages=messages,
+                tools=tools,
+                tool_choice="auto",
+                temperature=0.0,
+                max_tokens=PARAMS.max_call_tokens,
+            )
+        for tc in resp["choices"][0]["message"].get("tool_calls") or []:
+            try:
+                args: Any = json.loads(tc["function"]["arguments"])
+            except json.JSONDecodeError:
+                args = None
+            out.calls.append((tc["function"]["name"], args))
+    except Exception as exc:  # the baseline may fail in any way; that case scores zero
+        out.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+# ---------------------------------------------------------------- running a category
+
+
+def load_category(category: str) -> list[dict[str, Any]]:
+    """The cases of a category, each with its ``ground_truth`` (empty for irrelevance)."""
+    root = data_dir() / "bfcl"
+    cases = read_jsonl(root / f"BFCL_v4_{category}.json")
+    if category != "irrelevance":
+        truth = {
+            a["id"]: a["ground_truth"]
+            for a in read_jsonl(root / "possible_answer" / f"BFCL_v4_{category}.json")
+        }
+        for case in cases:
+            case["ground_truth"] = truth[case["id"]]
+    else:
+        for case in cases:
+            case["ground_truth"] = []
+    return cases
+
+
+def _summary(
+    category: str, cases: Sequence[Mapping[str, Any]], outs: Sequence[Outcome]
+) -> dict[str, Any]:
+    correct = calls = valid = unknown = errors = 0
+    seconds = 0.0
+    for case, out in zip(cases, outs, strict=True):
+        models = {
+            f["name"]: args_model(json_schema(f.get("parameters", {})), f["name"])
+            for f in case["function"]
+        }
+        schemas = {f["name"]: json_schema(f.get("parameters", {})) for f in case["function"]}
+        # a run that ended in an error is wrong, even where "no call" would have been right
+        correct += not out.error and case_correct(
+            category, out.calls, case["ground_truth"], schemas
+        )
+        calls += len(out.calls)
+        valid += sum(call_valid(c, models) for c in out.calls)
+        unknown += sum(c[0] not in models for c in out.calls)
+        errors += bool(out.error)
+        seconds += out.seconds
+    n = len(cases)
+    return {
+        "cases": n,
+        "accuracy": correct / n if n else 0.0,
+        "calls": calls,
+        "valid_rate": valid / calls if calls else 1.0,
+        "unknown_calls": unknown,
+        "errors": errors,
+        "seconds": round(seconds, 2),
+        "calls_per_s": calls / seconds if seconds else 0.0,
+    }
+
+
+def run_category(
+    cpu: LlamaCPU,
+    category: str,
+    *,
+    limit: int | None,
+    offset: int = 0,
+    baseline: bool = True,
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run a category's sample through llmos (and the baseline); return the metrics."""
+    cases = every_nth(load_category(category), limit, offset=offset)
+    mine: list[Outcome] = []
+    theirs: list[Outcome] = []
+    for case in cases:
+        mine.append(run_llmos(cpu, case))
+        if tick:
+            tick()
+        if baseline:
+            theirs.append(run_baseline(cpu, case))
+            if tick:
+                tick()
+    result: dict[str, Any] = {
+        "category": category,
+        "model": cpu.name,
+        "llmos": _summary(category, cases, mine),
+    }
+    result["valid_rate"] = result["llmos"]["valid_rate"]
+    result["accuracy"] = result["llmos"]["accuracy"]
+    if baseline:
+        result["baseline"] = _summary(category, cases, theirs)
+        result["baseline_accuracy"] = result["baseline"]["accuracy"]
+        result["baseline_valid_rate"] = result["baseline"]["valid_rate"]
+    if category == "irrelevance":
+        result["irrelevance_accuracy"] = result["accuracy"]
+        if baseline:
+            result["baseline_irrelevance_accuracy"] = result["baseline_accuracy"]
+    result["ids"] = [c["id"] for c in cases]
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bfcl", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--category", choices=CATEGORIES, default="simple_python")
+    add_common_args(parser, default_limit=10)
+    ns = parser.parse_args(argv)
+    cpu = load_cpu(ns.model)
+    try:
+        result = run_category(
+            cpu,
+            ns.category,
+            limit=None if ns.full else ns.limit,
+            offset=ns.offset,
+            baseline=not ns.no_baseline,
+        )
+    finally:
+        cpu.close()
+    if not ns.json:
+        for system in ("llmos", "baseline"):
+            if system in result:
+                s = result[system]
+                print(
+                    f"{ns.category} {system}: accuracy {s['accuracy']:.0%}, valid calls "
+                    f"{s['valid_rate']:.0%} of {s['calls']}, unknown {s['unknown_calls']}, "
+                    f"{s['calls_per_s']:.2f} calls/s, {s['seconds']} s"
+                )
+    print_json(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
