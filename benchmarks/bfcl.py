@@ -107,7 +107,7 @@ def _py_type(prop: Mapping[str, Any], where: str) -> Any:
     if kind == "array":
         items = prop.get("items")
         item: Any = _py_type(items, where + "Item") if isinstance(items, dict) else Any
-        return list[item]  # type: ignore[valid-type]
+        return list[item]
     if kind == "object":
         if prop.get("properties"):
             return args_model(prop, where)
