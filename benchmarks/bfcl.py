@@ -119,13 +119,13 @@ def args_model(schema: Mapping[str, Any], name: str) -> type[BaseModel]:
     """A pydantic model for a standard JSON object schema (extra keys forbidden)."""
     required = set(schema.get("required", []))
     fields: dict[str, Any] = {}
-    for key, prop in schema.get("properties", {}).items():
+    # Python-safe field names with the schema's names as aliases: BFCL has names like
+    # "_class" or "schema" that pydantic refuses or that shadow BaseModel attributes.
+    for i, (key, prop) in enumerate(schema.get("properties", {}).items()):
         kind = _py_type(prop, name + _model_name(key))
         desc = prop.get("description")
-        if key in required:
-            fields[key] = (kind, Field(..., description=desc))
-        else:
-            fields[key] = (kind, Field(prop.get("default"), description=desc))
+        default = ... if key in required else prop.get("default")
+        fields[f"p{i}"] = (kind, Field(default, alias=key, description=desc))
     return create_model(_model_name(name) + "Args", __config__=ConfigDict(extra="forbid"), **fields)
 
 
