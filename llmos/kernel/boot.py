@@ -4,13 +4,17 @@
 CPU and mounts the default devices. ``spawn`` creates a process with a subset of the mounted
 devices as its capabilities and a RAM budget; ``run`` answers one message with it.
 
+With a disk (``Kernel(disk=ChromaDisk(path))``), the pager backs every process's RAM: pages
+evicted under pressure go to disk and come back on demand, each process gets the ``memory``
+device, and ``hibernate``/``resume`` move whole processes through the disk, so a process
+outlives the kernel that spawned it. Process ids are unique per disk.
+
 Neighbours: ``llmos.kernel.sched`` holds the instruction cycle; ``llmos.kernel.loader`` lays
 out the header; ``llmos.memory`` holds RAM, pager and disk; ``llmos.peripherals`` the devices.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 from llmos.cpu.base import CPU
@@ -20,11 +24,16 @@ from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, Quota
 from llmos.kernel.sched import Observer, Reply, Scheduler, drive, turn
 from llmos.kernel.syscall import SyscallTable
+from llmos.memory.disk import Disk
+from llmos.memory.page import Page
+from llmos.memory.pager import MemoryDevice, Pager
 from llmos.memory.ram import RAM
 from llmos.params import Params
 from llmos.peripherals.base import Peripheral
 
 __all__ = ["Kernel", "default_peripherals"]
+
+_MIN_JOURNAL_TOKENS = 128  # a process must have room for a message, a call and its result
 
 
 def default_peripherals() -> list[Peripheral]:
@@ -45,7 +54,8 @@ class Kernel:
 
     Args:
         cpu: the model backend; None boots the embedded default model (``LlamaCPU.default()``).
-        disk: where evicted pages and snapshots go; None keeps no disk.
+        disk: where evicted pages and snapshots go; None keeps no disk (evicted pages then
+            leave only their summary behind).
         peripherals: the mounted devices; None mounts :func:`default_peripherals`.
         params: kernel parameters.
         policy: the security monitor's settings (taint, approvals, egress allowlist).
@@ -55,7 +65,7 @@ class Kernel:
         self,
         cpu: CPU | None = None,
         *,
-        disk: object | None = None,
+        disk: Disk | None = None,
         peripherals: Iterable[Peripheral] | None = None,
         params: Params | None = None,
         policy: Policy | None = None,
@@ -83,8 +93,23 @@ class Kernel:
                 )
             dev.open()
             self.peripherals[dev.name] = dev
-        self._pids = itertools.count(1)
         self.processes: dict[int, Process] = {}
+        p = self.params
+        self.pager = Pager(
+            disk, cpu=cpu, high=p.page_high, low=p.page_low, page_in_k=p.page_in_k,
+            threshold=p.page_in_threshold, summary_tokens=p.summary_tokens,
+        )
+        self._next_pid = 1
+        if disk is not None:
+            meta = disk.load_snapshot(0) or {}
+            self._next_pid = max([int(meta.get("next_pid", 1)), *(i + 1 for i in disk.snapshots())])
+
+    def _new_pid(self) -> int:
+        pid = self._next_pid
+        self._next_pid += 1
+        if self.disk is not None:  # pids stay unique across kernels sharing this disk
+            self.disk.save_snapshot(0, {"next_pid": self._next_pid})
+        return pid
 
     def spawn(
         self,
@@ -106,7 +131,28 @@ class Kernel:
             quota: what one run may spend (steps, decoded tokens, device calls, seconds);
                 None leaves every limit to ``Params``.
         """
-        devices = self._select(peripherals)
+        return self._load(
+            self._new_pid(), system, peripherals, ram_tokens=ram_tokens, priority=priority,
+            quota=quota,
+        )
+
+    def _load(
+        self,
+        pid: int,
+        system: str | None,
+        peripherals: Sequence[str | Peripheral] | None,
+        *,
+        ram_tokens: int | None,
+        priority: int,
+        quota: Quota | None = None,
+    ) -> Process:
+        # "memory" is the kernel's own device, made per process: not a mounted peripheral
+        devices = self._select(
+            None if peripherals is None else [p for p in peripherals if p != "memory"]
+        )
+        holder: list[Process] = []
+        if self.disk is not None and (peripherals is None or "memory" in peripherals):
+            devices.append(MemoryDevice(self.pager, lambda: holder[0]))
         table = SyscallTable(devices, strict=self.params.strict)
         default_budget = self.cpu.n_ctx - self.params.max_call_tokens
         budget = ram_tokens or self.params.ram_tokens or default_budget
@@ -119,14 +165,24 @@ class Kernel:
         text = system if system is not None else default_system()
         header = render_header(text, table, per_device=self.params.examples_per_device)
         proc = Process(
-            pid=next(self._pids),
+            pid=pid,
             system=text,
             table=table,
             ram=RAM(self.cpu.count_tokens, budget, header),
             priority=priority,
             quota=quota or Quota(),
+            pager=self.pager,
         )
-        proc.ram.check()
+        holder.append(proc)
+        room = budget - proc.ram.fixed_tokens
+        if room < _MIN_JOURNAL_TOKENS:
+            raise UsageError(
+                f"ram_tokens={budget} leaves {room} tokens for the conversation after the "
+                f"{proc.ram.fixed_tokens}-token header (program, syscall table, examples); "
+                f"give it at least {proc.ram.fixed_tokens + _MIN_JOURNAL_TOKENS}, or mount "
+                "fewer devices",
+                code="ram-budget",
+            )
         self.processes[proc.pid] = proc
         return proc
 
@@ -146,7 +202,10 @@ class Kernel:
             raise UsageError("the message is empty; say what the process should do", code="empty")
         if proc.pid not in self.processes:
             raise UsageError(f"process {proc.pid} does not belong to this kernel", code="no-proc")
-        t = turn(proc, message, params=self.params, policy=self.policy, observe=observe)
+        t = turn(
+            proc, message, params=self.params, policy=self.policy, pager=self.pager,
+            observe=observe,
+        )
         return drive(t, proc, self.cpu, params=self.params)
 
     def run_all(
@@ -186,10 +245,72 @@ class Kernel:
                 )
         turns = {
             proc: turn(proc, message, params=self.params, policy=self.policy,
-                       observe=observe)
+                       pager=self.pager, observe=observe)
             for proc, message in messages.items()
         }
         return Scheduler(self.cpu, params=self.params, slice_steps=slice_steps).run(turns)
+
+    def hibernate(self, proc: Process) -> None:
+        """Write the whole process (RAM pages, counters, configuration) to disk.
+
+        The process can then be brought back by :meth:`resume`, in this kernel or another one
+        on the same disk; it is removed from this kernel.
+        """
+        disk = self._need_disk("hibernate")
+        proc.acquire()  # not while it runs
+        try:
+            devices = [d.name for d in proc.table.peripherals if not isinstance(d, MemoryDevice)]
+            disk.save_snapshot(
+                proc.pid,
+                {
+                    "version": 1,
+                    "pid": proc.pid,
+                    "system": proc.system,
+                    "peripherals": devices,
+                    "memory": any(isinstance(d, MemoryDevice) for d in proc.table.peripherals),
+                    "ram_tokens": proc.ram.budget,
+                    "priority": proc.priority,
+                    "pages": [p.model_dump(mode="json") for p in proc.ram],
+                    "stats": proc.stats.as_dict(),
+                },
+            )
+        finally:
+            proc.release()
+        self.processes.pop(proc.pid, None)
+
+    def resume(self, pid: int) -> Process:
+        """Bring back a hibernated process; its devices must be mounted on this kernel."""
+        disk = self._need_disk("resume")
+        snap = disk.load_snapshot(pid)
+        if snap is None or snap.get("version") != 1:
+            known = ", ".join(str(i) for i in disk.snapshots() if i) or "none"
+            raise UsageError(f"no hibernated process {pid} on this disk; hibernated: {known}",
+                             code="no-proc")
+        names: list[str | Peripheral] = list(snap["peripherals"])
+        missing = [n for n in names if n not in self.peripherals]
+        if missing:
+            raise UsageError(
+                f"process {pid} needs the devices {missing} mounted on this kernel to resume",
+                code="no-device",
+            )
+        if snap.get("memory"):
+            names.append("memory")
+        proc = self._load(pid, snap["system"], names, ram_tokens=snap["ram_tokens"],
+                          priority=int(snap["priority"]))
+        for raw in snap["pages"]:
+            proc.ram.append(Page.model_validate(raw))
+        for key, value in snap["stats"].items():
+            if hasattr(proc.stats, key) and key != "hit_rate":
+                setattr(proc.stats, key, value)
+        self._next_pid = max(self._next_pid, pid + 1)
+        return proc
+
+    def _need_disk(self, what: str) -> Disk:
+        if self.disk is None:
+            raise UsageError(
+                f"{what} needs a disk: Kernel(disk=ChromaDisk(path))", code="no-disk"
+            )
+        return self.disk
 
     def close(self) -> None:
         """Unmount every device."""

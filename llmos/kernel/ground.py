@@ -39,7 +39,10 @@ _CONSTANTS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12", "60"
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
 _URL = re.compile(r"https?://[^\s\"'<>()\[\]{}]+[^\s\"'<>()\[\]{}.,;:!?]")
 _PATH = re.compile(r"(?<![\w/:.])(?:[\w\-]+/)*[\w\-]+\.[A-Za-z0-9]{1,8}(?![\w/])")
+_NAME = re.compile(r"\b[A-Z][A-Za-z]*")
 _MAX_VALUES = 200  # per kind; newest first, so a long journal keeps the recent ones
+# capitalised words an answer may always use, beside the names the conversation contains
+_SENTENCE_WORDS = ["A", "An", "And", "As", "At", "But", "By", "For", "From", "He", "Her", "His", "How", "I", "If", "In", "It", "Its", "My", "No", "None", "Not", "Nothing", "On", "Our", "She", "So", "Sorry", "That", "The", "Their", "There", "They", "This", "To", "We", "What", "When", "Where", "Which", "Who", "Yes", "You", "Your"]
 
 # How the model writes JSON: the separators of the worked examples, nothing else.
 _JSON_FORM = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
@@ -50,9 +53,11 @@ class Evidence:
     """Values the journal offers for grounding, split by trust."""
 
     numbers: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     trusted_numbers: list[str] = field(default_factory=list)
+    trusted_names: list[str] = field(default_factory=list)
     trusted_urls: list[str] = field(default_factory=list)
     trusted_paths: list[str] = field(default_factory=list)
 
@@ -67,6 +72,7 @@ class Evidence:
             text_wo_urls = _URL.sub(" ", page.text)
             found = {
                 "numbers": _NUMBER.findall(page.text),
+                "names": _NAME.findall(text_wo_urls),
                 "urls": urls,
                 "paths": _PATH.findall(text_wo_urls),
             }
@@ -96,13 +102,25 @@ def expression_pattern(numbers: Iterable[str]) -> str:
     return rf"^-?{term}(?:{op}{term}){{1,8}}$"
 
 
-def answer_pattern(numbers: Iterable[str]) -> str:
-    """Regex of free text where every number longer than two digits occurs in ``numbers``."""
+def answer_pattern(numbers: Iterable[str], names: Iterable[str] | None = None) -> str:
+    """Regex of free text whose numbers (and, if given, capitalised words) are grounded.
+
+    Every number longer than two digits must be one of ``numbers``. With ``names``, every word
+    that starts with a capital letter must be one of ``names`` or a common sentence word
+    (``The``, ``It``, ...): the answer then reports what the conversation says rather than a
+    name copied from a worked example.
+    """
     allowed = [n.lstrip("-") for n in numbers if len(n.lstrip("-")) > 2]
     num = rf"(?:{_alternation(allowed)}|[0-9]{{1,2}})" if allowed else r"[0-9]{1,2}"
-    gap = r"[^0-9\x00-\x1f\\]"
-    # digits come in whole numbers: each number is followed by a non-digit (or the end)
-    return rf"^{gap}*(?:{num}(?:[.,]?{gap}+{num})*[.,]?{gap}*)?$"
+    if names is None:
+        gap = r"[^0-9\x00-\x1f\\]"
+        # digits come in whole numbers: each number is followed by a non-digit (or the end)
+        return rf"^{gap}*(?:{num}(?:[.,]?{gap}+{num})*[.,]?{gap}*)?$"
+    words = _alternation([*names, *_SENTENCE_WORDS])
+    token = rf"(?:{num}|{words})"
+    free = r"[^0-9A-Z\x00-\x1f\\]"  # lowercase words, spaces, punctuation
+    sep = r"[^0-9A-Za-z\x00-\x1f\\]"  # what must follow a whole number or name
+    return rf"^{free}*(?:{token}(?:{sep}{free}*{token}?)*)?$"
 
 
 def step_schema(
@@ -112,7 +130,9 @@ def step_schema(
     answer_max_chars: int = 300,
 ) -> dict[str, Any]:
     """The JSON schema of one step: a union over the callable, grounded syscalls."""
-    ev = Evidence.from_pages(journal)
+    pages = list(journal)
+    ev = Evidence.from_pages(pages)
+    evidence = _turn_has_evidence(pages)
     branches: list[dict[str, Any]] = []
     for name, spec in specs.items():
         args = _inline_refs(spec.args.model_json_schema())
@@ -120,7 +140,9 @@ def step_schema(
         if name == "answer":
             text = args["properties"]["text"]
             text["maxLength"] = min(int(text.get("maxLength", answer_max_chars)), answer_max_chars)
-            text["pattern"] = answer_pattern(ev.numbers)
+            # once the turn has evidence (a result, a recalled page), the answer reports it:
+            # its names must come from the conversation too
+            text["pattern"] = answer_pattern(ev.numbers, ev.names if evidence else None)
         elif not _ground(args, ev, sensitive=spec.sensitive):
             continue
         branches.append(
@@ -132,6 +154,16 @@ def step_schema(
             }
         )
     return {"anyOf": branches, "x-guidance": dict(_JSON_FORM)}
+
+
+def _turn_has_evidence(pages: list[Page]) -> bool:
+    """True when the current turn (after the last user message) holds a result or recall."""
+    for page in reversed(pages):
+        if page.kind == "message" and page.role == "user" and not page.paged_in:
+            return False
+        if page.paged_in or (page.kind == "result" and not page.text.startswith("Fault:")):
+            return True
+    return False
 
 
 def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool) -> bool:

@@ -18,12 +18,16 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from llmos.errors import UsageError
+from llmos.errors import ContextOverflow, UsageError
 from llmos.kernel.syscall import SyscallTable
 from llmos.memory.page import Page
 from llmos.memory.ram import RAM
+
+if TYPE_CHECKING:
+    from llmos.kernel.trace import Event
+    from llmos.memory.pager import Pager
 
 __all__ = ["ProcState", "ProcStats", "Process", "Quota"]
 
@@ -66,7 +70,7 @@ class Quota:
             if value is not None and value <= 0:
                 raise UsageError(
                     f"Quota.{name} must be positive or None (no limit), not {value!r}",
-                    code="quota",
+                    code="args",
                 )
 
 
@@ -124,7 +128,52 @@ class Process:
     stats: ProcStats = field(default_factory=ProcStats)
     priority: int = 0
     quota: Quota = field(default_factory=Quota)
+    pager: Pager | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def feed(
+        self,
+        text: str,
+        *,
+        role: Literal["user", "model", "device"] = "user",
+        source: str | None = None,
+    ) -> list[Event]:
+        """Append a page without a decode step (history loading); the pager still applies.
+
+        Args:
+            text: the page's text.
+            role: who said it: the user, the model, or a device (a result).
+            source: provenance; anything other than ``user``/``model`` (a URL, a file) makes
+                the page untrusted.
+
+        Returns:
+            the pager's events (page-outs) this page caused.
+
+        Raises:
+            ContextOverflow: the page alone is larger than what RAM can ever hold; nothing is
+                appended.
+        """
+        if not text.strip():
+            raise UsageError("feed() got an empty text", code="empty")
+        src = source or ("model" if role == "model" else "user")
+        kind: Literal["message", "result"] = "result" if role == "device" else "message"
+        page = Page(pid=self.pid, kind=kind, role=role, text=text, source=src,
+                    trust="trusted" if src in ("user", "model") else "untrusted")
+        self.acquire()
+        try:
+            self.ram.append(page)
+            if page.tokens + self.ram.fixed_tokens > self.ram.budget:
+                self.ram.remove([page.id])
+                raise ContextOverflow(
+                    f"the page takes {page.tokens} tokens but RAM holds {self.ram.budget} "
+                    f"with {self.ram.fixed_tokens} fixed: split the text, or raise ram_tokens"
+                )
+            events: list[Event] = []
+            if self.pager is not None:
+                self.pager.relieve(self, events)
+            return events
+        finally:
+            self.release()
 
     @property
     def pages(self) -> list[Page]:

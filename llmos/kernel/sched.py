@@ -112,7 +112,19 @@ class Reply:
 
 
 Turn = Generator[NeedCPU | NeedDevice, Any, Reply]
-Fit = Callable[[Process, list[Event]], None]
+
+
+class MMU(Protocol):
+    """What the instruction cycle needs from the pager (``llmos.memory.pager.Pager``)."""
+
+    def recall(self, proc: Process, message: str, trace: list[Event]) -> None:
+        """Page in what ``message`` needs, ahead of it in the journal."""
+        ...
+
+    def fit(self, proc: Process, trace: list[Event]) -> None:
+        """Keep RAM under budget before a step."""
+        ...
+
 Observer = Callable[[Event], None]
 
 
@@ -144,7 +156,7 @@ def turn(
     *,
     params: Params,
     policy: Policy,
-    fit: Fit | None = None,
+    pager: MMU | None = None,
     source: str = "user",
     observe: Observer | None = None,
 ) -> Turn:
@@ -171,11 +183,13 @@ def turn(
                 trace=list(trace),
             )
 
+    if pager is not None:  # what the message needs from disk goes ahead of it
+        pager.recall(proc, message, trace)
     proc.ram.append(Page(pid=proc.pid, kind="message", role="user", text=message, source=source))
     for step in range(1, max_steps + 1):
         check("max_seconds", round(time.monotonic() - started, 2), max_seconds, "s")
-        if fit is not None:
-            fit(proc, trace)
+        if pager is not None:
+            pager.fit(proc, trace)
         proc.ram.check()
         schema = (
             step_schema(proc.table.specs, proc.ram.pages, answer_max_chars=params.answer_max_chars)
@@ -212,6 +226,8 @@ def turn(
         if call.name == ANSWER:
             text, filtered = policy.egress(str(args.model_dump()["text"]), proc.ram.pages)
             trace.append(Answered(pid=proc.pid, step=step, text=text, filtered=filtered))
+            if pager is not None:  # the answer joined RAM: leave it within budget between turns
+                pager.fit(proc, trace)
             return Reply(text=text, trace=list(trace), pid=proc.pid)
         spec = proc.table.specs[call.name]
         dumped = args.model_dump(mode="json")

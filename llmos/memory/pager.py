@@ -13,9 +13,10 @@ or the CPU fails, in which case it is extractive (the head of each evicted page)
 names the evicted page ids so the model can ``memory.recall`` one.
 
 **Page-in.** Explicit: the ``memory`` device's syscalls (``memory.search``, ``memory.recall``,
-``memory.note``). Automatic (demand paging): before each step the pager searches the disk with
-the current turn (the user's message and the latest result) and appends what clears
-``threshold`` as *recalled* pages, at most ``page_in_k`` per step, skipping what is resident.
+``memory.note``). Automatic (demand paging): when a turn starts, before its message joins the
+journal, the pager searches the disk with the message and appends what clears ``threshold`` as
+*recalled* pages (at most ``page_in_k``, best match last, skipping what is resident), so they
+sit just ahead of the question.
 
 Invariants: the current turn's pages are never evicted; pinned pages are never evicted;
 untrusted pages stay untrusted on disk and when paged back in, and a summary or note written
@@ -83,15 +84,26 @@ class Pager:
         self.page_in_k, self.threshold = page_in_k, threshold
         self.summary_tokens = summary_tokens
 
-    # -- the hook the instruction cycle calls before each step ---------------------------
+    # -- the hooks the instruction cycle calls ------------------------------------------
+    def recall(self, proc: Process, message: str, trace: list[Event]) -> None:
+        """Demand paging at the start of a turn: page in what ``message`` needs.
+
+        Runs before the message joins the journal, so what comes back sits just ahead of the
+        question, as context the question is asked in. (Measured on the default model: with
+        the same pages *after* the question it answered from a worked example instead.)
+        """
+        if self.disk is not None and self.page_in_k:
+            self.demand(proc, message, trace)
+            self.relieve(proc, trace, protect={p.id for p in proc.ram if p.paged_in})
+
     def fit(self, proc: Process, trace: list[Event]) -> None:
-        """Page in what the current turn needs, then page out until RAM is under budget."""
+        """Before each step: page out until RAM is under budget, sparing the current turn."""
         turn = _current_turn(proc)
-        if self.disk is not None and self.page_in_k and turn:
-            query = " ".join(p.text for p in (turn[0], turn[-1]) if p.kind != "call")
-            self.demand(proc, query, trace)
-        # the turn now includes what was just paged in: none of it may leave before the step
-        self.relieve(proc, trace, protect={p.id for p in _current_turn(proc)})
+        start = proc.ram.pages.index(turn[0]) if turn else len(proc.ram)
+        # the pages recalled for this turn sit just before its message: spare them too
+        while start > 0 and proc.ram.pages[start - 1].paged_in:
+            start -= 1
+        self.relieve(proc, trace, protect={p.id for p in proc.ram.pages[start:]})
 
     def relieve(self, proc: Process, trace: list[Event], *, protect: Iterable[str] = ()) -> None:
         """Page out the coldest units if RAM is above the high-water mark."""
@@ -132,7 +144,9 @@ class Pager:
     def page_out(self, proc: Process, victims: list[Page], trace: list[Event]) -> None:
         """Write ``victims`` to disk, then replace them in RAM by one summary page."""
         if self.disk is not None:
-            fresh = [p for p in victims if not p.paged_in and p.kind != "summary"]
+            # paged-in copies are on disk already; summaries go too, so every page id the
+            # trace reports as paged out can be recalled
+            fresh = [p for p in victims if not p.paged_in]
             if fresh:
                 self.disk.write(fresh)  # durable before the pages leave RAM
         tainted = any(not p.trusted for p in victims)
@@ -199,6 +213,8 @@ class Pager:
             for h in hits
             if h.page.id not in resident and (h.similarity or 0.0) >= self.threshold
         ][: self.page_in_k]
+        # the best match goes last, nearest to where the model writes its next call
+        chosen.reverse()
         return self.page_in(proc, chosen, trace, reason=f"demand paging for {query[:60]!r}")
 
     def page_in(
