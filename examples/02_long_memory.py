@@ -45,7 +45,8 @@ def main() -> None:
         proc = kernel.spawn(ram_tokens=1024)
         for fact in facts():
             for event in proc.feed(fact):
-                print(f"paged out {len(event.page_ids)} pages; RAM now {event.resident_tokens} tokens")
+                n, now = len(event.page_ids), event.resident_tokens
+                print(f"paged out {n} pages; RAM now {now} tokens")
         print(f"RAM holds {proc.ram.tokens} of {proc.ram.budget} tokens; "
               f"{proc.stats.page_outs} pages are on disk")
         question = "What is Alice's favourite fruit?"

@@ -42,7 +42,12 @@ _PATH = re.compile(r"(?<![\w/:.])(?:[\w\-]+/)*[\w\-]+\.[A-Za-z0-9]{1,8}(?![\w/])
 _NAME = re.compile(r"\b[A-Z][A-Za-z]*")
 _MAX_VALUES = 200  # per kind; newest first, so a long journal keeps the recent ones
 # capitalised words an answer may always use, beside the names the conversation contains
-_SENTENCE_WORDS = ["A", "An", "And", "As", "At", "But", "By", "For", "From", "He", "Her", "His", "How", "I", "If", "In", "It", "Its", "My", "No", "None", "Not", "Nothing", "On", "Our", "She", "So", "Sorry", "That", "The", "Their", "There", "They", "This", "To", "We", "What", "When", "Where", "Which", "Who", "Yes", "You", "Your"]
+_SENTENCE_WORDS = (
+    "A", "An", "And", "As", "At", "But", "By", "For", "From", "He", "Her", "His", "How", "I",
+    "If", "In", "It", "Its", "My", "No", "None", "Not", "Nothing", "On", "Our", "She", "So",
+    "Sorry", "That", "The", "Their", "There", "They", "This", "To", "We", "What", "When", "Where",
+    "Which", "Who", "Yes", "You", "Your",
+)
 
 # How the model writes JSON: the separators of the worked examples, nothing else.
 _JSON_FORM = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
