@@ -24,8 +24,9 @@ Invariants:
 - a saved state is stored with the exact tokens it holds, so reuse is decided by comparing
   tokens, never trusted blindly; a restored state is dropped from the store (it goes stale as
   soon as its slot decodes) and saved afresh at the next switch out;
-- ``fresh`` is True only while the logits buffer holds the distribution after ``tokens[-1]``
-  (a restore brings back the KV cells, not the logits, so it leaves ``fresh`` False);
+- ``fresh`` is True only while ``logits()`` gives the distribution after ``tokens[-1]``; a save
+  copies those logits too (one row, n_vocab floats) and a restore serves the copy, so a resumed
+  slot neither re-evaluates its last token nor sees logits moved by a different batch shape;
 - the context needs a full-size sliding-window cache (``swa_full``): a window-sized one cannot
   cut at an arbitrary position; if a cut still fails, the cache is cleared and re-prefilled.
 
@@ -90,6 +91,7 @@ class _Saved:
     buf: npt.NDArray[np.uint8] | None  # in memory, or None when spilled
     path: Path | None  # the spill file, or None while in memory
     used: float  # monotonic time of the save: the coldest spills first
+    logits: npt.NDArray[np.float32] | None = None  # after tokens[-1], if they were fresh
 
 
 class KV:
@@ -101,7 +103,14 @@ class KV:
     """
 
     def __init__(
-        self, llama_cpp: Any, ctx: Any, n_batch: int, n_ctx: int, *, budget: int = 512 << 20
+        self,
+        llama_cpp: Any,
+        ctx: Any,
+        n_batch: int,
+        n_ctx: int,
+        *,
+        n_vocab: int = 0,
+        budget: int = 512 << 20,
     ) -> None:
         self._lib = llama_cpp
         self._ctx = ctx
@@ -113,6 +122,8 @@ class KV:
         self.fresh = False
         self.slot: Hashable = 0
         self.budget = budget  # bytes of saved states kept in memory
+        self._n_vocab = n_vocab  # 0: logits are not saved with a state
+        self._held: npt.NDArray[np.float32] | None = None  # restored logits, while fresh
         self._saved: dict[Hashable, _Saved] = {}
         self._spare: list[npt.NDArray[np.uint8]] = []  # buffers of restored states, for reuse
         self._dir: Path | None = None
@@ -126,6 +137,7 @@ class KV:
         self._lib.llama_memory_clear(self._mem, True)
         self.tokens = []
         self.fresh = False
+        self._held = None
 
     # ---- context switch -----------------------------------------------------------------
 
@@ -144,14 +156,15 @@ class KV:
         started = time.perf_counter()
         source: Literal["memory", "file"] = "memory" if entry.buf is not None else "file"
         buf = entry.buf if entry.buf is not None else self._read(entry)
-        self._lib.llama_memory_clear(self._mem, True)
-        self.tokens, self.fresh = [], False
+        self.clear()
         n = self._lib.llama_state_seq_set_data(self._ctx, _ptr(buf), entry.size, 0)
         if n == 0:
             # llama.cpp refused the state: start empty, the next prompt is prefilled (last resort).
             self._lib.llama_memory_clear(self._mem, True)
         else:
             self.tokens = list(entry.tokens)
+            self._held = entry.logits
+            self.fresh = entry.logits is not None
         self._release(buf)
         restore_s = time.perf_counter() - started
         return Switch(
@@ -197,7 +210,10 @@ class KV:
         if n != size:  # a partial copy is useless: the slot will re-prefill instead
             self._release(buf)
             return 0, time.perf_counter() - started
-        self._saved[slot] = _Saved(list(self.tokens), size, buf, None, time.monotonic())
+        logits = np.array(self.logits(self._n_vocab)) if self.fresh and self._n_vocab else None
+        if logits is not None:
+            logits.setflags(write=False)  # served as is after a restore: nobody may change it
+        self._saved[slot] = _Saved(list(self.tokens), size, buf, None, time.monotonic(), logits)
         return size, time.perf_counter() - started
 
     def _enforce_budget(self) -> int:
@@ -237,11 +253,9 @@ class KV:
 
     def _take(self, size: int) -> npt.NDArray[np.uint8]:
         """A buffer of at least ``size`` bytes: the smallest spare that fits, else a new one."""
-        fits = [b for b in self._spare if len(b) >= size]
-        if fits:
-            best = min(fits, key=len)
-            self._spare.remove(best)
-            return best
+        fits = [i for i, b in enumerate(self._spare) if len(b) >= size]
+        if fits:  # (by index: == on arrays compares their elements)
+            return self._spare.pop(min(fits, key=lambda i: len(self._spare[i])))
         return np.empty(-(-size // _CHUNK) * _CHUNK, dtype=np.uint8)
 
     def _release(self, buf: npt.NDArray[np.uint8]) -> None:
@@ -264,6 +278,7 @@ class KV:
             return
         del self.tokens[keep:]
         self.fresh = False
+        self._held = None
 
     def sync(self, prompt: Sequence[int]) -> int:
         """Make the context hold exactly ``prompt`` with fresh logits; return tokens reused."""
@@ -300,6 +315,7 @@ class KV:
                 batch.seq_id[i][0] = 0
                 batch.logits[i] = i == len(chunk) - 1
             self.fresh = False
+            self._held = None
             code = self._lib.llama_decode(self._ctx, batch)
             if code != 0:
                 # Partial batches leave the cache uncertain: forget it, the next call re-prefills.
@@ -315,6 +331,8 @@ class KV:
         """A read-only view of the logits after the last evaluated token."""
         if not self.fresh:
             raise CPUError("no logits are available; evaluate a token first")
+        if self._held is not None:
+            return self._held
         ptr = self._lib.llama_get_logits_ith(self._ctx, -1)
         view: npt.NDArray[np.float32] = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
         return view

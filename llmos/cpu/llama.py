@@ -134,7 +134,8 @@ class LlamaCPU:
         self._lib = llama_cpp
         self._n_ctx = int(self._llama.n_ctx())
         self._n_vocab = int(self._llama.n_vocab())
-        self._kv = KV(llama_cpp, self._llama.ctx, n_batch, self._n_ctx, budget=state_bytes)
+        self._kv = KV(llama_cpp, self._llama.ctx, n_batch, self._n_ctx,
+                      n_vocab=self._n_vocab, budget=state_bytes)
         self._separators = separators
         self._grammar: Grammar | None = None
         self._lock = threading.Lock()

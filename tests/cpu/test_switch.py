@@ -93,3 +93,16 @@ def test_switching_to_the_owner_is_free(fresh: LlamaCPU) -> None:
     fresh.complete(HEAD, max_tokens=1, slot="a")
     same = fresh.switch("a")
     assert same.source == "same" and same.saved_bytes == same.restored_bytes == 0
+
+
+def test_many_slots_take_turns_and_each_resumes_where_it_stopped(fresh: LlamaCPU) -> None:
+    texts = {s: f"Process {s} keeps a diary. Entry one: it rained on {s}'s garden.\n"
+             for s in ("p", "q", "r", "s")}
+    firsts = {s: fresh.logits(t, slot=s) for s, t in texts.items()}
+    biggest = max(size for _, size in fresh.states.values())
+    buffer = -(-biggest // 2**20) * 2**20  # buffers come in whole MiB
+    fresh.state_budget = buffer + buffer // 2  # one saved state fits in memory, the rest spill
+    for _ in range(2):
+        for s, t in texts.items():
+            np.testing.assert_array_equal(fresh.logits(t, slot=s), firsts[s])
+    assert {where for where, _ in fresh.states.values()} == {"memory", "file"}
