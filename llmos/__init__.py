@@ -21,7 +21,7 @@ from llmos.errors import (
 )
 from llmos.kernel.boot import Kernel
 from llmos.kernel.policy import Policy
-from llmos.kernel.proc import Process, ProcState
+from llmos.kernel.proc import Process, ProcState, Quota
 from llmos.kernel.sched import Reply
 from llmos.memory.page import Page
 from llmos.params import Params
@@ -42,6 +42,7 @@ __all__ = [
     "Policy",
     "ProcState",
     "Process",
+    "Quota",
     "QuotaExceeded",
     "Reply",
     "RunError",

@@ -10,7 +10,7 @@ PUBLIC = {
     "llmos": {
         "CPU", "CPUError", "ContextOverflow", "Decoding", "DiskError", "Fault", "Kernel",
         "LLMOSError", "LlamaCPU", "Page", "Params", "PeripheralError", "Policy", "ProcState",
-        "Process", "QuotaExceeded", "Reply", "RunError", "SandboxViolation",
+        "Process", "Quota", "QuotaExceeded", "Reply", "RunError", "SandboxViolation",
         "StepLimitExceeded", "UsageError",
     },
     "llmos.peripherals": {
@@ -21,7 +21,8 @@ PUBLIC = {
     "llmos.cpu": {"CPU", "Decoding", "LlamaCPU"},
     "llmos.kernel": {
         "Answered", "Called", "Decoded", "Event", "Faulted", "Kernel", "NeedCPU", "NeedDevice",
-        "Outcome", "Paged", "Policy", "ProcState", "ProcStats", "Process", "Reply", "Scheduled",
+        "Outcome", "Paged", "Policy", "ProcState", "ProcStats", "Process", "Quota", "Reply",
+        "Scheduled",
         "SyscallTable", "drive", "turn",
     },
 }

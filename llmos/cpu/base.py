@@ -9,8 +9,10 @@ budgets are in tokens.
 Invariants:
 - ``count_tokens(a + b) <= count_tokens(a) + count_tokens(b) + 1`` in practice; the kernel
   only relies on counts of whole rendered pages, measured by the same tokenizer;
-- ``complete`` with a schema returns text that is valid JSON for that schema, or raises
-  :class:`~llmos.errors.CPUError` (never returns a partial call as if it were whole).
+- ``complete`` with a schema returns text that is valid JSON for that schema whenever
+  ``stop`` is ``"grammar"``; a value cut short by ``max_tokens`` comes back with
+  ``stop == "length"`` and is never passed off as whole (the kernel turns it into a fault
+  the model reads: "your call was cut short").
 
 Neighbours: ``llmos.kernel.sched`` calls ``complete`` once per step; ``llmos.memory.ram``
 calls ``count_tokens`` for every page.

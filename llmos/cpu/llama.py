@@ -265,8 +265,10 @@ class LlamaCPU:
     def _tokenize(self, text: str, *, bos: bool) -> list[int]:
         if not text:
             return [int(self._llama.token_bos())] if bos else []
-        # special=True: a chat format renders its control tokens as text.
-        return [int(t) for t in self._llama.tokenize(text.encode(), add_bos=bos, special=True)]
+        # special=False: text in the context never becomes a control token. Pages hold text
+        # read from outside, and a web page that writes "<start_of_turn>" or "<eos>" must stay
+        # a string of characters, not end the document or open a turn.
+        return [int(t) for t in self._llama.tokenize(text.encode(), add_bos=bos, special=False)]
 
     def count_tokens(self, text: str) -> int:
         """Exact number of tokens ``text`` takes in the model's tokenizer (no BOS)."""
@@ -396,10 +398,7 @@ class LlamaCPU:
             out.append(token)
             pending = [token]
         if matcher is not None and not matcher.is_accepting():
-            raise CPUError(
-                f"the call was cut at max_tokens={max_tokens} before the grammar was complete "
-                f"({len(out)} tokens written); raise max_tokens"
-            )
+            stop = "length"  # cut short: the text is not a whole value (the caller checks stop)
         text = self._llama.detokenize(out, special=False).decode("utf-8", errors="replace")
         return Decoding(
             text=text,

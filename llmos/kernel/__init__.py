@@ -2,7 +2,7 @@
 
 from llmos.kernel.boot import Kernel
 from llmos.kernel.policy import Policy
-from llmos.kernel.proc import Process, ProcState, ProcStats
+from llmos.kernel.proc import Process, ProcState, ProcStats, Quota
 from llmos.kernel.sched import NeedCPU, NeedDevice, Reply, drive, turn
 from llmos.kernel.syscall import Outcome, SyscallTable
 from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled
@@ -22,6 +22,7 @@ __all__ = [
     "ProcState",
     "ProcStats",
     "Process",
+    "Quota",
     "Reply",
     "Scheduled",
     "SyscallTable",

@@ -15,6 +15,7 @@ out the header; ``llmos.memory`` holds RAM, pager and disk; ``llmos.peripherals`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 from llmos.cpu.base import CPU
@@ -270,6 +271,7 @@ class Kernel:
                     "memory": any(isinstance(d, MemoryDevice) for d in proc.table.peripherals),
                     "ram_tokens": proc.ram.budget,
                     "priority": proc.priority,
+                    "quota": dataclasses.asdict(proc.quota),
                     "pages": [p.model_dump(mode="json") for p in proc.ram],
                     "stats": proc.stats.as_dict(),
                 },
@@ -277,6 +279,9 @@ class Kernel:
         finally:
             proc.release()
         self.processes.pop(proc.pid, None)
+        forget = getattr(self.cpu, "forget", None)
+        if callable(forget):  # its saved KV state is no longer needed on this CPU
+            forget(proc.pid)
 
     def resume(self, pid: int) -> Process:
         """Bring back a hibernated process; its devices must be mounted on this kernel."""
@@ -296,7 +301,7 @@ class Kernel:
         if snap.get("memory"):
             names.append("memory")
         proc = self._load(pid, snap["system"], names, ram_tokens=snap["ram_tokens"],
-                          priority=int(snap["priority"]))
+                          priority=int(snap["priority"]), quota=Quota(**snap.get("quota", {})))
         for raw in snap["pages"]:
             proc.ram.append(Page.model_validate(raw))
         for key, value in snap["stats"].items():

@@ -216,6 +216,11 @@ def turn(
                  group=group)
         )
         try:
+            if dec.stop == "length" and request.schema is not None:
+                raise Fault(
+                    f"your call was cut off after {dec.decoded_tokens} tokens before it was "
+                    "complete; write a shorter call (shorter code, fewer or shorter values)"
+                )
             call = decode_call(dec.text)
             args = proc.table.validate(call.name, call.args)
         except Fault as fault:

@@ -213,3 +213,23 @@ def test_an_optional_grounded_path_keeps_its_default() -> None:
     assert "notes.txt" in listed and "." in listed
     read = branches["fs.read"]["properties"]["args"]["properties"]["path"]["enum"]
     assert read == ["notes.txt"]
+
+
+def test_a_call_cut_short_is_a_fault_the_model_reads() -> None:
+    import dataclasses
+
+    from llmos.cpu.base import Decoding
+
+    class CutOnce(ScriptedCPU):
+        def complete(self, prompt: str, **kw: object) -> Decoding:  # type: ignore[override]
+            dec = super().complete(prompt, **kw)  # type: ignore[arg-type]
+            if len(self.prompts) == 1:
+                return dataclasses.replace(dec, stop="length")
+            return dec
+
+    cpu = CutOnce(['{"syscall": "double", "args": {"n": 1234', call("answer", text="ok")])
+    k = Kernel(cpu, peripherals=[double()])
+    reply = k.run(k.spawn(), "go")
+    faults = [e for e in reply.trace if isinstance(e, Faulted)]
+    assert len(faults) == 1 and "cut off" in faults[0].message
+    assert reply.text == "ok"
