@@ -40,13 +40,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from llmos.errors import DiskError, LLMOSError, UsageError
 from llmos.memory.page import Page, PageKind, Trust
 
 if TYPE_CHECKING:
-    import numpy as np
     from numpy.typing import NDArray
 
 __all__ = ["AuditRow", "ChromaDisk", "Disk", "Hit"]
@@ -152,9 +152,15 @@ class _Lexicon:
         self.postings: dict[str, dict[int, int]] = {}  # term -> {doc index: term frequency}
         self.where: dict[str, int] = {}
         self._order: builtins.list[int] | None = None  # doc indexes sorted by (pid, created)
+        self.rows: builtins.list[NDArray[np.float32]] | None = []  # None: too big to cache
+        self._matrix: NDArray[np.float32] | None = None
 
-    def add(self, page_id: str, text: str, meta: dict[str, Any]) -> None:
+    def add(self, page_id: str, text: str, meta: dict[str, Any], vector: Any) -> None:
         index = len(self.ids)
+        if self.rows is not None:
+            row = np.asarray(vector, dtype=np.float32)
+            self.rows.append(row / max(float(np.linalg.norm(row)), 1e-12))
+            self._matrix = None
         self.ids.append(page_id)
         self.meta.append(meta)
         self.texts.append(text)
@@ -164,6 +170,22 @@ class _Lexicon:
             self.postings.setdefault(term, {})[index] = tf
         self.where[page_id] = index
         self._order = None
+
+    def nearest(self, qvec: Any, depth: int, keep: Any) -> builtins.list[tuple[int, float]]:
+        """Exact cosine top ``depth`` over the cached vectors: ``(doc, similarity)``."""
+        assert self.rows is not None
+        if self._matrix is None:
+            self._matrix = (np.stack(self.rows) if self.rows
+                            else np.zeros((0, 1), dtype=np.float32))
+        if not self.rows:
+            return []
+        q = np.asarray(qvec, dtype=np.float32)
+        sims = self._matrix @ (q / max(float(np.linalg.norm(q)), 1e-12))
+        if keep is not None:
+            sims = np.where(keep, sims, -np.inf)
+        top = np.argpartition(-sims, min(depth, len(sims) - 1))[:depth]
+        top = top[np.argsort(-sims[top])]
+        return [(int(d), float(sims[d])) for d in top if np.isfinite(sims[d])]
 
     def scores(self, query: str) -> dict[int, float]:
         n = len(self.ids)
@@ -234,6 +256,8 @@ class ChromaDisk:
         rrf_k: the RRF constant; small values trust each list's head more.
         neighbour_weight: share of a neighbouring page's fused score a page receives.
         depth: candidates taken from each ranking before fusion.
+        cache_pages: largest search scope (a pid's pages, or all) whose vectors the keyword
+            index also caches for exact in-process cosine search; larger scopes use HNSW.
 
     Raises:
         DiskError: the store cannot be opened (corrupt, locked, unreachable).
@@ -243,7 +267,7 @@ class ChromaDisk:
     def __init__(
         self, path: str | Path | None = None, *, url: str | None = None, embedder: Any = None,
         collection: str = "llmos_pages", hybrid: bool = True, rrf_k: int = 10,
-        neighbour_weight: float = 0.3, depth: int = 50,
+        neighbour_weight: float = 0.3, depth: int = 50, cache_pages: int = 50_000,
     ) -> None:
         if (path is None) == (url is None):
             raise UsageError("ChromaDisk needs exactly one of path=... or url=...", code="disk")
@@ -260,6 +284,7 @@ class ChromaDisk:
         self.embedder = embedder
         self.hybrid, self.rrf_k, self.depth = hybrid, rrf_k, depth
         self.neighbour_weight = neighbour_weight
+        self.cache_pages = cache_pages
         self._lexicons: dict[int | None, _Lexicon] = {}
         # chromadb's result types are Optional everywhere; the includes asked for are present.
         self._client: Any
@@ -315,8 +340,8 @@ class ChromaDisk:
                     ids=[p.id for p in chunk], documents=[p.text for p in chunk],
                     metadatas=[_meta(p) for p in chunk], embeddings=embedded,
                 )
-            for page in chunk:
-                self._index(page)
+            for page, vector in zip(chunk, embedded, strict=True):
+                self._index(page, vector)
 
     def get(self, page_id: str) -> Page | None:
         """The page with this id, or None."""
@@ -353,19 +378,28 @@ class ChromaDisk:
         # Hybrid search reads page text and metadata from the keyword index, so the dense
         # query asks the store for ids and distances only.
         lex = self._lexicon(pid) if self.hybrid else None
-        include = ["distances"] if lex else ["documents", "metadatas", "distances"]
-        with _store_errors("search"):
-            found = self._pages.query(query_embeddings=qvec, n_results=depth if lex else k,
-                                      where=where, include=include)
         pages: dict[str, tuple[str, dict[str, Any]]] = {}
-        similarity: dict[str, float] = {}
-        fused: dict[str, float] = {}
-        for rank, (page_id, dist) in enumerate(zip(found["ids"][0], found["distances"][0],
-                                                   strict=True)):
-            if not lex:
-                pages[page_id] = (found["documents"][0][rank], dict(found["metadatas"][0][rank]))
-            similarity[page_id] = 1.0 - float(dist)
-            fused[page_id] = 1.0 / (self.rrf_k + rank + 1)
+        dense: builtins.list[tuple[str, float]] = []  # (page id, cosine similarity), best first
+        if lex is not None and lex.rows is not None:
+            # The scope's vectors are cached: exact cosine beats a filtered HNSW round trip.
+            keep = None
+            if set(filters) - {"pid"}:
+                keep = np.array([all(m[f] == v for f, v in filters.items()) for m in lex.meta])
+            dense = [(lex.ids[d], sim) for d, sim in lex.nearest(qvec[0], depth, keep)]
+        else:
+            include = ["distances"] if lex else ["documents", "metadatas", "distances"]
+            with _store_errors("search"):
+                found = self._pages.query(query_embeddings=qvec, n_results=depth if lex else k,
+                                          where=where, include=include)
+            for rank, (page_id, dist) in enumerate(zip(found["ids"][0], found["distances"][0],
+                                                       strict=True)):
+                if not lex:
+                    pages[page_id] = (found["documents"][0][rank],
+                                      dict(found["metadatas"][0][rank]))
+                dense.append((page_id, 1.0 - float(dist)))
+        similarity = dict(dense)
+        fused = {page_id: 1.0 / (self.rrf_k + rank + 1)
+                 for rank, (page_id, _) in enumerate(dense)}
         if lex:
             self._fuse_keywords(lex, query, filters, depth, fused)
         ranked = sorted(fused, key=lambda i: -fused[i])[:k]
@@ -416,18 +450,20 @@ class ChromaDisk:
             while True:
                 with _store_errors("read pages for the keyword index"):
                     got = self._pages.get(where={"pid": pid} if pid is not None else None,
-                                          include=["documents", "metadatas"],
+                                          include=["documents", "metadatas", "embeddings"],
                                           limit=self._batch, offset=offset)
-                for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"],
-                                        strict=True):
-                    lex.add(i, doc, dict(meta))
+                for i, doc, meta, vec in zip(got["ids"], got["documents"], got["metadatas"],
+                                             got["embeddings"], strict=True):
+                    lex.add(i, doc, dict(meta), vec)
+                if lex.rows is not None and len(lex.rows) > self.cache_pages:
+                    lex.rows = None  # too many to search exactly: the store's HNSW does it
                 if len(got["ids"]) < self._batch:
                     break
                 offset += self._batch
             self._lexicons[pid] = lex
         return lex
 
-    def _index(self, page: Page) -> None:
+    def _index(self, page: Page, vector: Any) -> None:
         for scope in (page.pid, None):
             lex = self._lexicons.get(scope)
             if lex is None:
@@ -435,7 +471,9 @@ class ChromaDisk:
             if page.id in lex.where:  # a rewrite: rebuild this scope on next use
                 del self._lexicons[scope]
             else:
-                lex.add(page.id, page.text, _meta(page))
+                lex.add(page.id, page.text, _meta(page), vector)
+                if lex.rows is not None and len(lex.rows) > self.cache_pages:
+                    lex.rows = None
 
     def refresh(self) -> None:
         """Forget the in-process keyword index (call after another kernel wrote the store)."""

@@ -230,3 +230,14 @@ def test_a_chroma_server_works_as_disk(chroma_server: str, embedder: MiniLMEmbed
 def test_an_unreachable_server_is_a_disk_error(embedder: MiniLMEmbedder) -> None:
     with pytest.raises(DiskError, match="open the store"):
         ChromaDisk(url=f"http://127.0.0.1:{_free_port()}", embedder=embedder)
+
+
+def test_scopes_too_big_to_cache_search_through_hnsw(tmp_path: Path, embedder: MiniLMEmbedder
+                                                     ) -> None:
+    small = ChromaDisk(tmp_path / "disk", embedder=embedder, cache_pages=2)
+    small.write(Page(pid=1, text=t) for t in FACTS)
+    small.write([Page(pid=2, text="Rex the beagle", kind="result", trust="untrusted")])
+    hits = small.search("what kind of dog did I get?", k=3, pid=1)
+    assert hits[0].page.text == FACTS[1]
+    assert hits[0].similarity is not None
+    assert [h.page.pid for h in small.search("beagle", kind="result")] == [2]
