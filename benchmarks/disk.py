@@ -93,7 +93,7 @@ def measure(size: int, *, pids: int, n_queries: int, seed: int, cache: Path) -> 
         vecs = vectors(texts, cache, f"corpus-{size}-{seed}", bar)
         owner = np.array([i % pids + 1 for i in range(size)])
         with tempfile.TemporaryDirectory(prefix="llmos-bench-disk-") as tmp:
-            embedder = MiniLMEmbedder(threads=2)
+            embedder = MiniLMEmbedder()  # the disk's default: one thread, as in a kernel
             disk = ChromaDisk(Path(tmp) / "disk", embedder=embedder)
             task = bar.add_task(f"writing {size} pages", total=size)
             t0 = time.perf_counter()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import heapq
 import json
 import math
 import re
@@ -421,11 +422,16 @@ class ChromaDisk:
                        fused: dict[str, float]) -> None:
         """Add BM25 ranks to ``fused``, then spread fused scores to neighbouring pages."""
 
+        # The lexicon's scope already is the pid: only the other fields need checking.
+        others = {f: v for f, v in filters.items() if f != "pid"}
+
         def passes(doc: int) -> bool:
-            return all(lex.meta[doc][f] == v for f, v in filters.items())
+            return all(lex.meta[doc][f] == v for f, v in others.items())
 
         scores = lex.scores(query)
-        best = sorted((d for d in scores if passes(d)), key=lambda d: -scores[d])[:depth]
+        if others:
+            scores = {d: score for d, score in scores.items() if passes(d)}
+        best = heapq.nlargest(depth, scores, key=scores.__getitem__)
         for rank, doc in enumerate(best):
             page_id = lex.ids[doc]
             fused[page_id] = fused.get(page_id, 0.0) + 1.0 / (self.rrf_k + rank + 1)
