@@ -375,6 +375,33 @@ def run_llmos(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
     return out
 
 
+class _Cut(Exception):
+    """The baseline ran past the budget the kernel also has (tokens per call, steps)."""
+
+
+def _capped(llama: Any) -> Callable[..., Any]:
+    """``llama.create_completion`` under the kernel's own budgets, for the baseline handler.
+
+    The handler decodes argument JSON with ``max_tokens=None`` and chains calls until the model
+    stops, so one case could run to the end of the context. The caps are the kernel's:
+    ``max_call_tokens`` tokens per completion and ``1 + 2 * max_steps`` completions (a
+    function choice, then arguments and a follow-up choice per call).
+    """
+    original = llama.create_completion
+    count = 0
+
+    def create_completion(*args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count > 1 + 2 * PARAMS.max_steps:
+            raise _Cut(f"more than {PARAMS.max_steps} calls")
+        cap = PARAMS.max_call_tokens
+        kwargs["max_tokens"] = min(kwargs.get("max_tokens") or cap, cap)
+        return original(*args, **kwargs)
+
+    return create_completion
+
+
 def run_baseline(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
     """Answer one case with llama-cpp-python's ``chatml-function-calling`` handler."""
     system, user = _question(case)
@@ -397,13 +424,17 @@ def run_baseline(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
     started = time.perf_counter()
     try:
         with borrow_llama(cpu, "chatml-function-calling") as llama:
-            resp = llama.create_chat_completion(
-                messages=messages,
-                tools=tools,
-                tool_choice="auto",
-                temperature=0.0,
-                max_tokens=PARAMS.max_call_tokens,
-            )
+            llama.create_completion = _capped(llama)  # an instance attribute, removed below
+            try:
+                resp = llama.create_chat_completion(
+                    messages=messages,
+                    tools=tools,
+                    tool_choice="auto",
+                    temperature=0.0,
+                    max_tokens=PARAMS.max_call_tokens,
+                )
+            finally:
+                del llama.create_completion
         for tc in resp["choices"][0]["message"].get("tool_calls") or []:
             try:
                 args: Any = json.loads(tc["function"]["arguments"])
