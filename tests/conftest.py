@@ -36,10 +36,21 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cpu() -> Iterator[LlamaCPU]:
-    """The embedded default model, loaded once for the whole session."""
+def _session_cpu() -> Iterator[LlamaCPU]:
     from llmos.cpu.llama import LlamaCPU
 
     machine = LlamaCPU.default()
     yield machine
     machine.close()
+
+
+@pytest.fixture
+def cpu(_session_cpu: LlamaCPU) -> LlamaCPU:
+    """The embedded default model, loaded once per session, its KV cache empty for each test.
+
+    llama.cpp's logits depend slightly on how a prompt was split into batches, so greedy
+    decoding after a different KV history can choose differently; each test starts from the
+    same state, whatever ran before it.
+    """
+    _session_cpu.reset()
+    return _session_cpu

@@ -19,6 +19,10 @@ PUBLIC = {
         "discover", "grounded", "peripheral", "syscall",
     },
     "llmos.cpu": {"CPU", "Decoding", "LlamaCPU"},
+    "llmos.memory": {
+        "RAM", "AuditRow", "ChromaDisk", "Disk", "Hit", "MemoryDevice", "Page", "PageKind",
+        "Pager", "Trust",
+    },
     "llmos.kernel": {
         "Answered", "Called", "Decoded", "Event", "Faulted", "Kernel", "NeedCPU", "NeedDevice",
         "Outcome", "Paged", "Policy", "ProcState", "ProcStats", "Process", "Quota", "Reply",
@@ -47,3 +51,16 @@ def test_every_error_derives_from_the_base_and_fault_does_not() -> None:
             assert not issubclass(cls, errors.LLMOSError)
         else:
             assert issubclass(cls, errors.LLMOSError)
+
+
+def test_import_llmos_loads_no_backend() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, llmos, llmos.memory, llmos.peripherals; "
+        "print([m for m in ('chromadb', 'llama_cpp', 'llguidance', 'onnxruntime') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
