@@ -16,7 +16,7 @@ PUBLIC = {
     "llmos.peripherals": {
         "Browser", "Calculator", "Document", "Example", "Fault", "FileSystem", "Limits",
         "NeedsApproval", "Peripheral", "Prefixed", "Python", "ReadOnly", "SyscallSpec",
-        "discover", "grounded", "peripheral", "syscall",
+        "discover", "free_text", "grounded", "peripheral", "syscall",
     },
     "llmos.cpu": {"CPU", "Decoding", "LlamaCPU"},
     "llmos.memory": {

@@ -8,6 +8,11 @@ chooses what to copy but cannot invent it.
 - ``numbers``: an arithmetic expression whose numbers all occur in the journal (or are small
   constants), joined by operators; at least one operator.
 - ``url`` / ``path``: one of the URLs / paths written in the journal.
+- ``text`` (and, with ``Params.ground_values``, every other string argument not marked
+  ``free_text``): words that occur in the journal, a few separators between them. A value the
+  conversation never mentions (a placeholder from a worked example) cannot be written.
+- integer and number arguments (with ``Params.ground_values``): a number that occurs in the
+  journal, or a small constant, within the field's bounds.
 - answer text: every number of three or more digits must be a number that occurs in the
   journal, so a long result is copied, never misremembered (one- and two-digit numbers stay
   free, so the model can still answer from what it knows).
@@ -40,6 +45,8 @@ _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
 _URL = re.compile(r"https?://[^\s\"'<>()\[\]{}]+[^\s\"'<>()\[\]{}.,;:!?]")
 _PATH = re.compile(r"(?<![\w/:.])(?:[\w\-]+/)*[\w\-]+\.[A-Za-z0-9]{1,8}(?![\w/])")
 _NAME = re.compile(r"\b[A-Z][A-Za-z]*")
+_WORD = re.compile(r"[^\s,;\"'()\[\]{}<>?!`]+")
+_MAX_WORDS = 400  # per journal; newest first
 _MAX_VALUES = 200  # per kind; newest first, so a long journal keeps the recent ones
 # capitalised words an answer may always use, beside the names the conversation contains
 _SENTENCE_WORDS = (
@@ -59,10 +66,12 @@ class Evidence:
 
     numbers: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     trusted_numbers: list[str] = field(default_factory=list)
     trusted_names: list[str] = field(default_factory=list)
+    trusted_words: list[str] = field(default_factory=list)
     trusted_urls: list[str] = field(default_factory=list)
     trusted_paths: list[str] = field(default_factory=list)
 
@@ -78,19 +87,21 @@ class Evidence:
             found = {
                 "numbers": _NUMBER.findall(page.text),
                 "names": _NAME.findall(text_wo_urls),
+                "words": [w.rstrip(".:") for w in _WORD.findall(page.text)],
                 "urls": urls,
                 "paths": _PATH.findall(text_wo_urls),
             }
             for kind, values in found.items():
-                _extend(getattr(ev, kind), values)
+                cap = _MAX_WORDS if kind == "words" else _MAX_VALUES
+                _extend(getattr(ev, kind), values, cap)
                 if page.trusted:
-                    _extend(getattr(ev, f"trusted_{kind}"), values)
+                    _extend(getattr(ev, f"trusted_{kind}"), values, cap)
         return ev
 
 
-def _extend(target: list[str], values: Iterable[str]) -> None:
+def _extend(target: list[str], values: Iterable[str], cap: int = _MAX_VALUES) -> None:
     for v in values:
-        if v not in target and len(target) < _MAX_VALUES:
+        if v and v not in target and len(target) < cap:
             target.append(v)
 
 
@@ -105,6 +116,12 @@ def expression_pattern(numbers: Iterable[str]) -> str:
     term = rf"\(?\(?(?:{_alternation(nums)})\)?\)?"
     op = r" ?(?:\+|-|\*|/|\*\*|%|//) ?"
     return rf"^-?{term}(?:{op}{term}){{1,8}}$"
+
+
+def words_pattern(words: Iterable[str]) -> str:
+    """Regex of a short phrase made of ``words``, joined by spaces or light punctuation."""
+    word = f"(?:{_alternation(words)})"
+    return rf"^{word}(?:(?:, | |-|/|\.|: ){word}){{0,15}}$"
 
 
 def answer_pattern(numbers: Iterable[str], names: Iterable[str] | None = None) -> str:
@@ -133,6 +150,7 @@ def step_schema(
     journal: Iterable[Page],
     *,
     answer_max_chars: int = 300,
+    values: bool = True,
 ) -> dict[str, Any]:
     """The JSON schema of one step: a union over the callable, grounded syscalls."""
     pages = list(journal)
@@ -148,7 +166,7 @@ def step_schema(
             # once the turn has evidence (a result, a recalled page), the answer reports it:
             # its names must come from the conversation too
             text["pattern"] = answer_pattern(ev.numbers, ev.names if evidence else None)
-        elif not _ground(args, ev, sensitive=spec.sensitive):
+        elif not _ground(args, ev, sensitive=spec.sensitive, values=values):
             continue
         branches.append(
             {
@@ -171,23 +189,71 @@ def _turn_has_evidence(pages: list[Page]) -> bool:
     return False
 
 
-def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool) -> bool:
+def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool, values: bool) -> bool:
     """Narrow grounded fields in place; False if one of them has nothing to draw from."""
+    trusted = "trusted_" if sensitive else ""
     for prop in schema.get("properties", {}).values():
         kind = prop.pop(GROUNDED_KEY, None)
-        if kind is None:
+        if kind == "free":
             continue
-        if kind == "numbers":
+        if kind is None:
+            if values:
+                _narrow_value(prop, getattr(ev, f"{trusted}words"),
+                              getattr(ev, f"{trusted}numbers"))
+            continue
+        if kind == "text":
+            words = getattr(ev, f"{trusted}words")
+            if not words:
+                return False
+            prop["pattern"] = words_pattern(words)
+        elif kind == "numbers":
             prop["pattern"] = expression_pattern(ev.trusted_numbers if sensitive else ev.numbers)
         elif kind in ("url", "path"):
-            values = list(getattr(ev, f"trusted_{kind}s" if sensitive else f"{kind}s"))
-            if isinstance(prop.get("default"), str) and prop["default"] not in values:
-                values.append(prop["default"])  # an optional field keeps its default
-            if not values:
+            options = list(getattr(ev, f"{trusted}{kind}s"))
+            if isinstance(prop.get("default"), str) and prop["default"] not in options:
+                options.append(prop["default"])  # an optional field keeps its default
+            if not options:
                 return False
-            prop["enum"] = values
+            prop["enum"] = options
             prop.pop("pattern", None)
     return True
+
+
+def _narrow_value(prop: dict[str, Any], words: list[str], numbers: list[str]) -> None:
+    """Ground an undeclared argument by its JSON type; leave it alone where that cannot hold."""
+    if any(k in prop for k in ("enum", "const", "pattern", "format")):
+        return  # already a closed set or a shape of its own
+    for branch in prop.get("anyOf", []):  # Optional[...] and unions
+        if isinstance(branch, dict):
+            _narrow_value(branch, words, numbers)
+    kind = prop.get("type")
+    if kind == "string" and words:
+        prop["pattern"] = words_pattern(
+            [*words, *([prop["default"]] if isinstance(prop.get("default"), str) else [])]
+        )
+    elif kind in ("integer", "number"):
+        found: list[int | float] = []
+        for text in [*numbers, *_CONSTANTS]:
+            value = float(text)
+            if kind == "integer":
+                if not value.is_integer():
+                    continue
+                value = int(value)
+            if _within(prop, value) and value not in found:
+                found.append(value)
+        if found:
+            prop["enum"] = found
+    elif kind == "array" and isinstance(prop.get("items"), dict):
+        _narrow_value(prop["items"], words, numbers)
+
+
+def _within(prop: dict[str, Any], value: float) -> bool:
+    lo, hi = prop.get("minimum"), prop.get("maximum")
+    xlo, xhi = prop.get("exclusiveMinimum"), prop.get("exclusiveMaximum")
+    return not (
+        (lo is not None and value < lo) or (hi is not None and value > hi)
+        or (xlo is not None and value <= xlo) or (xhi is not None and value >= xhi)
+    )
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:

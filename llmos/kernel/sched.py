@@ -33,6 +33,7 @@ error ends that process only.
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 import uuid
@@ -172,6 +173,7 @@ def turn(
     max_seconds = q.max_seconds or params.max_seconds
     started = time.monotonic()
     decoded = calls = 0
+    made: set[str] = set()  # the device calls of this turn, so a repeat can be refused
 
     def check(name: str, used: float, limit: float | None, unit: str) -> None:
         if limit is not None and used > limit:
@@ -192,7 +194,8 @@ def turn(
             pager.fit(proc, trace)
         proc.ram.check()
         schema = (
-            step_schema(proc.table.specs, proc.ram.pages, answer_max_chars=params.answer_max_chars)
+            step_schema(proc.table.specs, proc.ram.pages, answer_max_chars=params.answer_max_chars,
+                        values=params.ground_values)
             if params.ground
             else None
         )
@@ -236,6 +239,17 @@ def turn(
             return Reply(text=text, trace=list(trace), pid=proc.pid)
         spec = proc.table.specs[call.name]
         dumped = args.model_dump(mode="json")
+        key = json.dumps([call.name, dumped], sort_keys=True)
+        if key in made:  # a small model can loop on one call until the step limit
+            proc.stats.faults += 1
+            message = (
+                f"you already called {call.name} with these arguments in this turn and its "
+                "result is above; answer the user now, or make a different call"
+            )
+            trace.append(Faulted(pid=proc.pid, step=step, message=message, text=dec.text))
+            _observe(proc, f"Fault: {message}", "kernel", True, group)
+            continue
+        made.add(key)
         denial = policy.allow_call(spec, dumped, proc.ram.pages)
         if denial:
             proc.stats.faults += 1

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 from llmos.errors import ContextOverflow, Fault
 from llmos.kernel.trace import Event, Paged
 from llmos.memory.page import Page
-from llmos.peripherals.base import Document, Example, Limits, Peripheral, syscall
+from llmos.peripherals.base import Document, Example, Limits, Peripheral, free_text, syscall
 
 if TYPE_CHECKING:
     from llmos.cpu.base import CPU
@@ -281,7 +281,7 @@ class RecallArgs(BaseModel):
 class NoteArgs(BaseModel):
     """Arguments of ``memory.note``."""
 
-    text: str = Field(min_length=1, max_length=1000, description="What to remember.")
+    text: str = free_text(min_length=1, max_length=1000, description="What to remember.")
 
 
 class MemoryDevice(Peripheral):

@@ -38,12 +38,13 @@ __all__ = [
     "Peripheral",
     "SyscallSpec",
     "discover",
+    "free_text",
     "grounded",
     "peripheral",
     "syscall",
 ]
 
-GroundKind = Literal["numbers", "url", "path", "text"]
+GroundKind = Literal["numbers", "url", "path", "text", "free"]
 GROUNDED_KEY = "x-llmos-grounded"
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -130,12 +131,23 @@ def grounded(kind: GroundKind, default: Any = ..., **kwargs: Any) -> Any:
     At decode time the kernel narrows this string field's grammar to values that occur in the
     process's trusted resident pages: ``"numbers"`` allows only numbers that occur there, joined
     by arithmetic operators; ``"url"`` and ``"path"`` allow only URLs or paths written there;
-    ``"text"`` allows only a span copied from there. It is a reliability lever for small models
-    and a security wall: injected text cannot make the model invent a target.
+    ``"text"`` allows only words that occur there. It is a reliability lever for small models
+    and a security wall: injected text cannot make the model invent a target. With
+    ``Params.ground_values`` (the default) every string, integer and number argument is
+    grounded this way unless it is declared with :func:`free_text`.
     """
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
     extra[GROUNDED_KEY] = kind
     return Field(default, json_schema_extra=extra, **kwargs)
+
+
+def free_text(default: Any = ..., **kwargs: Any) -> Any:
+    """A pydantic ``Field`` the model writes freely: program code, a file's new content.
+
+    Opts the field out of value grounding (``Params.ground_values``), which otherwise limits a
+    string argument to words of the conversation.
+    """
+    return grounded("free", default, **kwargs)
 
 
 class Peripheral:

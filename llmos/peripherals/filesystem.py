@@ -46,7 +46,15 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from llmos.errors import Fault, UsageError
-from llmos.peripherals.base import Document, Example, Limits, Peripheral, grounded, syscall
+from llmos.peripherals.base import (
+    Document,
+    Example,
+    Limits,
+    Peripheral,
+    free_text,
+    grounded,
+    syscall,
+)
 
 __all__ = ["FileSystem", "ListArgs", "ReadArgs", "SearchArgs", "WriteArgs"]
 
@@ -71,7 +79,7 @@ class WriteArgs(BaseModel):
     """Arguments of ``fs.write``."""
 
     path: str = grounded("path", description="File path relative to the root, e.g. 'out.txt'")
-    text: str = Field(description="The whole new content of the file.")
+    text: str = free_text(description="The whole new content of the file.")
 
 
 class ListArgs(BaseModel):

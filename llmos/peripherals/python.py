@@ -38,7 +38,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmos.errors import Fault, PeripheralError, UsageError
-from llmos.peripherals.base import Example, Limits, Peripheral, syscall
+from llmos.peripherals.base import Example, Limits, Peripheral, free_text, syscall
 
 __all__ = ["IMPORTABLE", "Python", "RunArgs", "Walls"]
 
@@ -55,7 +55,7 @@ class RunArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(
+    code: str = free_text(
         min_length=1,
         description=(
             "A short Python program. What it print()s and the value of its last line come "

@@ -6,13 +6,13 @@ import json
 import threading
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from llmos.errors import StepLimitExceeded, UsageError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.policy import Policy
 from llmos.kernel.trace import Answered, Called, Decoded, Faulted
-from llmos.peripherals.base import Document, Fault, Peripheral, peripheral, syscall
+from llmos.peripherals.base import Document, Fault, Peripheral, free_text, peripheral, syscall
 from llmos.testing import ScriptedCPU
 
 
@@ -106,7 +106,7 @@ def test_device_bug_and_fault_do_not_crash_the_kernel() -> None:
 
 
 def test_step_limit_carries_trace() -> None:
-    cpu = ScriptedCPU([call("double", n=1)] * 10)
+    cpu = ScriptedCPU([call("double", n=i) for i in range(10)])
     k = Kernel(cpu, peripherals=[double()])
     from llmos.params import Params
 
@@ -233,3 +233,46 @@ def test_a_call_cut_short_is_a_fault_the_model_reads() -> None:
     faults = [e for e in reply.trace if isinstance(e, Faulted)]
     assert len(faults) == 1 and "cut off" in faults[0].message
     assert reply.text == "ok"
+
+
+class _ForecastArgs(BaseModel):
+    city: str
+    days: int = Field(ge=1, le=14)
+    note: str = free_text()
+
+
+class _Weather(Peripheral):
+    """Forecasts."""
+
+    name = "weather"
+
+    @syscall
+    def forecast(self, args: _ForecastArgs) -> str:
+        """A forecast."""
+        return "sunny"
+
+
+def test_values_are_grounded_in_the_conversation_unless_free() -> None:
+    import re
+
+    from llmos.kernel.ground import step_schema
+    from llmos.memory.page import Page
+
+    specs = _Weather().syscalls()
+    schema = step_schema(specs, [Page(text="Weather in San Francisco, CA for 3 days?")])
+    args = schema["anyOf"][0]["properties"]["args"]["properties"]
+    city = re.compile(args["city"]["pattern"])
+    assert city.match("San Francisco, CA") and not city.match("sample location")
+    assert 3 in args["days"]["enum"] and all(1 <= d <= 14 for d in args["days"]["enum"])
+    assert "pattern" not in args["note"]
+    free = step_schema(specs, [Page(text="x")], values=False)
+    assert "pattern" not in free["anyOf"][0]["properties"]["args"]["properties"]["city"]
+
+
+def test_a_repeated_call_in_one_turn_is_refused() -> None:
+    cpu = ScriptedCPU([call("double", n=2), call("double", n=2), call("answer", text="4")])
+    k = Kernel(cpu, peripherals=[double()])
+    reply = k.run(k.spawn(), "double 2")
+    assert len(reply.calls) == 1
+    faults = [e for e in reply.trace if isinstance(e, Faulted)]
+    assert len(faults) == 1 and "already called double" in faults[0].message
