@@ -44,6 +44,7 @@ _CONSTANTS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12", "60"
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
 _URL = re.compile(r"https?://[^\s\"'<>()\[\]{}]+[^\s\"'<>()\[\]{}.,;:!?]")
 _PATH = re.compile(r"(?<![\w/:.])(?:[\w\-]+/)*[\w\-]+\.[A-Za-z0-9]{1,8}(?![\w/])")
+_GROUPED = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w,])")
 _NAME = re.compile(r"\b[A-Z][A-Za-z]*")
 _WORD = re.compile(r"[^\s,;\"'()\[\]{}<>?!`]+")
 _MAX_WORDS = 400  # per journal; newest first
@@ -85,7 +86,9 @@ class Evidence:
             urls = _URL.findall(page.text)
             text_wo_urls = _URL.sub(" ", page.text)
             found = {
-                "numbers": _NUMBER.findall(page.text),
+                # "12,000" counts as 12000 too (and its parts, as written)
+                "numbers": [g.replace(",", "") for g in _GROUPED.findall(page.text)]
+                + _NUMBER.findall(page.text),
                 "names": _NAME.findall(text_wo_urls),
                 "words": [w.rstrip(".:") for w in _WORD.findall(page.text)],
                 "urls": urls,
