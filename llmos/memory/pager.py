@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
@@ -163,17 +163,7 @@ class Pager:
         )
         removed = proc.ram.replace([p.id for p in victims], summary)
         proc.stats.page_outs += len(removed)
-        trace.append(
-            Paged(
-                pid=proc.pid,
-                step=proc.stats.steps,
-                direction="out",
-                page_ids=[p.id for p in removed],
-                tokens=sum(p.tokens for p in removed),
-                reason="RAM above its high-water mark",
-                resident_tokens=proc.ram.tokens,
-            )
-        )
+        _record(proc, trace, "out", removed, "RAM above its high-water mark")
 
     def _summarize(self, pages: list[Page], *, chars: int = 400) -> str:
         # a summary of summaries keeps their gist, not their id lists (no nesting)
@@ -229,18 +219,21 @@ class Pager:
             brought.append(proc.ram.append(copy))
         if brought:
             proc.stats.page_ins += len(brought)
-            trace.append(
-                Paged(
-                    pid=proc.pid,
-                    step=proc.stats.steps,
-                    direction="in",
-                    page_ids=[p.id for p in brought],
-                    tokens=sum(p.tokens for p in brought),
-                    reason=reason,
-                    resident_tokens=proc.ram.tokens,
-                )
-            )
+            _record(proc, trace, "in", brought, reason)
         return brought
+
+
+def _record(
+    proc: Process, trace: list[Event], direction: Literal["in", "out"], pages: list[Page],
+    reason: str,
+) -> None:
+    trace.append(
+        Paged(
+            pid=proc.pid, step=proc.stats.steps, direction=direction,
+            page_ids=[p.id for p in pages], tokens=sum(p.tokens for p in pages),
+            reason=reason, resident_tokens=proc.ram.tokens,
+        )
+    )
 
 
 def _current_turn(proc: Process) -> list[Page]:
