@@ -12,7 +12,7 @@ chooses what to copy but cannot invent it.
   ``free_text``): words that occur in the journal, a few separators between them. A value the
   conversation never mentions (a placeholder from a worked example) cannot be written.
 - integer and number arguments (with ``Params.ground_values``): a number that occurs in the
-  journal, or a small constant, within the field's bounds.
+  journal, within the field's bounds (left free when the journal has none).
 - answer text: every number of three or more digits must be a number that occurs in the
   journal, so a long result is copied, never misremembered (one- and two-digit numbers stay
   free, so the model can still answer from what it knows).
@@ -236,7 +236,9 @@ def _narrow_value(prop: dict[str, Any], words: list[str], numbers: list[str]) ->
         )
     elif kind in ("integer", "number"):
         found: list[int | float] = []
-        for text in [*numbers, *_CONSTANTS]:
+        # only what the conversation says: small constants would let a worked example's
+        # placeholder ("3") stand in for the number the user gave ("1940")
+        for text in numbers:
             value = float(text)
             if kind == "integer":
                 if not value.is_integer():
