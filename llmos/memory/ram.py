@@ -2,19 +2,20 @@
 
 The rendered context is, in this order and prefix-stable:
 
-1. the *header*: the program (system text), the syscall table, the worked examples and pinned
-   pages. It changes only when the process is reconfigured, so its KV state is paid once;
-2. the *journal*: messages, calls, results, summaries and paged-in pages, append-only;
-3. the *cue*: nothing. A call is a bare JSON line, so the prompt ends in a newline and the
-   grammar's forced ``{"`` is tokenized exactly as in the worked examples (a trailing
-   ``"Call: "`` would leave a lone space token that the examples never show, and measurably
-   pushes a small model away from the pattern they teach).
+1. the *header*: the program (system text), the syscall table and the worked examples. It
+   changes only when the process is reconfigured, so its KV state is paid once;
+2. the *journal*: messages, calls, results, summaries and paged-in pages, append-only.
+
+The CPU writes the next call right after the journal, with no cue: a call is a bare JSON line,
+so the prompt ends in a newline and the grammar's forced ``{"`` is tokenized exactly as in the
+worked examples (a trailing ``"Call: "`` would leave a lone space token that the examples never
+show, and measurably pushes a small model away from the pattern they teach).
 
 Appending keeps the KV prefix valid; removing a span (page-out) invalidates everything after
 it, which is why the pager evicts in batches (see ``llmos.memory.pager``).
 
 Invariants:
-- ``tokens`` (header + journal + cue) never exceeds ``budget`` after ``fit``;
+- ``tokens`` (header + journal) never exceeds ``budget`` after the pager's ``fit``;
 - a call and its result share a ``group`` and leave RAM together;
 - pinned pages are never evicted; if pinned pages and the header alone exceed the budget,
   :class:`~llmos.errors.ContextOverflow` says so.
@@ -36,13 +37,10 @@ from collections.abc import Callable, Iterable, Iterator
 from llmos.errors import ContextOverflow, UsageError
 from llmos.memory.page import Page
 
-__all__ = ["CUE", "RAM", "render_page"]
+__all__ = ["RAM", "render_page"]
 
-CUE = ""  # calls are bare JSON lines: the grammar forces their opening `{"`
-
-_LABEL = {
+_LABEL = {  # calls have no label: they are bare JSON lines (see the module docstring)
     "message": "User",
-    "call": "Call",
     "result": "Result",
     "summary": "Summary",
     "note": "Note",
@@ -77,7 +75,7 @@ class RAM:
 
     Args:
         count_tokens: the CPU's tokenizer, so every count is exact.
-        budget: tokens the rendered context may take (header + journal + cue).
+        budget: tokens the rendered context may take (header + journal).
         header: the prefix-stable program text (system, syscall table, examples).
     """
 
@@ -91,7 +89,6 @@ class RAM:
         self._measured: tuple[int, int] = (-1, 0)  # (version, tokens of the whole render)
         self._version = 0  # bumped on every change to what is rendered
         self.header = header
-        self._cue_tokens = count_tokens(CUE) if CUE else 0
 
     # -- header -------------------------------------------------------------------------
     @property
@@ -178,18 +175,9 @@ class RAM:
         return count
 
     @property
-    def journal_tokens(self) -> int:
-        """Tokens of the resident pages alone."""
-        return sum(p.tokens for p in self._pages)
-
-    @property
     def fixed_tokens(self) -> int:
-        """Tokens nothing can evict: header, cue and pinned pages."""
-        return (
-            self._header_tokens
-            + self._cue_tokens
-            + sum(p.tokens for p in self._pages if p.pinned)
-        )
+        """Tokens nothing can evict: the header and pinned pages."""
+        return self._header_tokens + sum(p.tokens for p in self._pages if p.pinned)
 
     def check(self) -> None:
         """Raise :class:`ContextOverflow` if even evicting everything cannot fit the budget."""
@@ -213,8 +201,8 @@ class RAM:
         )
 
     def render(self) -> str:
-        """The whole context: header, journal, cue."""
-        return self._header + "".join(self._rendered[p.id] for p in self._pages) + CUE
+        """The whole context: header and journal."""
+        return self._header + "".join(self._rendered[p.id] for p in self._pages)
 
     def touch(self, page_ids: Iterable[str]) -> None:
         """Mark pages as used now (they stay warm for the eviction order)."""
