@@ -8,11 +8,12 @@ where work runs: :func:`drive` runs one turn to the end in order (``Kernel.run``
 thread (the CPU thread) and device requests on a thread pool, so the CPU decodes for one
 process while others wait on their devices.
 
-One step of a turn:
+When a turn starts, the pager pages in what the message needs, ahead of it. One step:
 
-1. the pager fits RAM to the budget (and pages in what the turn needs);
+1. the pager fits RAM to the budget;
 2. the CPU decodes one syscall under the step's grounded grammar (``llmos.kernel.ground``);
-3. the trap parses it (``llmos.kernel.trap``) — a malformed call is a fault the model reads;
+3. the trap parses it (``llmos.kernel.trap``): a malformed call, a call cut short at the token
+   limit, or a repeat of a call already made in this turn is a fault the model reads;
 4. ``answer`` ends the turn through the egress filter; any other call passes the policy and
    goes to its device; the call and its result are appended to the journal as one group.
 
