@@ -17,7 +17,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from llmos.errors import RunError
 from llmos.kernel.boot import Kernel
+from llmos.kernel.trace import Called
 from llmos.peripherals.filesystem import FileSystem
 
 
@@ -33,12 +35,16 @@ def main() -> None:
         ]
         try:
             for question in questions:
-                reply = kernel.run(kernel.spawn(), question)
                 print(f"Q: {question}")
-                for call in reply.calls:
+                try:
+                    reply = kernel.run(kernel.spawn(), question)
+                    trace, answer = reply.trace, reply.text
+                except RunError as exc:  # a small model can loop; its trace says how
+                    trace, answer = exc.trace, f"(no answer: {exc})"
+                for call in (e for e in trace if isinstance(e, Called)):
                     print(f"  {call.syscall} {call.args} ({call.status})")
                     print(f"    -> {call.result[:200]!r}")
-                print(f"A: {reply.text}\n")
+                print(f"A: {answer}\n")
         finally:
             kernel.close()
         todo = root / "todo.txt"
