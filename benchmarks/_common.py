@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from llmos.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def data_dir() -> Path:
@@ -122,3 +123,29 @@ def last_json_line(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("the last line is not a JSON object")
     return value
+
+
+def run_both(
+    items: Sequence[_T],
+    mine: Callable[[_T], _R],
+    theirs: Callable[[_T], _R],
+    *,
+    baseline: bool,
+    tick: Callable[[], None] | None,
+) -> tuple[list[_R], list[_R]]:
+    """Run every item through llmos and (if ``baseline``) the baseline, alternating per item.
+
+    Alternating keeps load on a shared machine from favouring one side; ``tick`` is called
+    after each run (a progress bar).
+    """
+    ours: list[_R] = []
+    others: list[_R] = []
+    for item in items:
+        ours.append(mine(item))
+        if tick:
+            tick()
+        if baseline:
+            others.append(theirs(item))
+            if tick:
+                tick()
+    return ours, others

@@ -43,6 +43,7 @@ from benchmarks._common import (
     load_cpu,
     print_json,
     read_jsonl,
+    run_both,
 )
 from llmos.cpu.llama import LlamaCPU
 from llmos.errors import LLMOSError, RunError
@@ -511,16 +512,10 @@ def run_category(
 ) -> dict[str, Any]:
     """Run a category's sample through llmos (and the baseline); return the metrics."""
     cases = every_nth(load_category(category), limit, offset=offset)
-    mine: list[Outcome] = []
-    theirs: list[Outcome] = []
-    for case in cases:
-        mine.append(run_llmos(cpu, case))
-        if tick:
-            tick()
-        if baseline:
-            theirs.append(run_baseline(cpu, case))
-            if tick:
-                tick()
+    mine, theirs = run_both(
+        cases, lambda c: run_llmos(cpu, c), lambda c: run_baseline(cpu, c),
+        baseline=baseline, tick=tick,
+    )
     result: dict[str, Any] = {
         "category": category,
         "model": cpu.name,

@@ -31,6 +31,7 @@ from benchmarks._common import (
     load_cpu,
     print_json,
     read_jsonl,
+    run_both,
 )
 from llmos.cpu.llama import LlamaCPU
 from llmos.errors import LLMOSError, RunError
@@ -147,16 +148,10 @@ def run(
 ) -> dict[str, Any]:
     """Run the sample through llmos (and the baseline); return the metrics."""
     problems = every_nth(read_jsonl(data_dir() / "gsm8k" / "test.jsonl"), limit, offset=offset)
-    mine: list[Outcome] = []
-    theirs: list[Outcome] = []
-    for problem in problems:
-        mine.append(run_llmos(cpu, problem))
-        if tick:
-            tick()
-        if baseline:
-            theirs.append(run_baseline(cpu, problem))
-            if tick:
-                tick()
+    mine, theirs = run_both(
+        problems, lambda p: run_llmos(cpu, p), lambda p: run_baseline(cpu, p),
+        baseline=baseline, tick=tick,
+    )
     result: dict[str, Any] = {"model": cpu.name, "llmos": _summary(mine)}
     result["accuracy"] = result["llmos"]["accuracy"]
     result["device_share"] = result["llmos"]["device_share"]
