@@ -109,6 +109,7 @@ def test_output_always_parses_and_validates(cpu: LlamaCPU) -> None:
         max_examples=25,
         deadline=None,
         database=None,
+        derandomize=True,  # the same examples every run: CI checks a fixed sample
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(
