@@ -103,7 +103,16 @@ class Pager:
         # the pages recalled for this turn sit just before its message: spare them too
         while start > 0 and proc.ram.pages[start - 1].paged_in:
             start -= 1
-        self.relieve(proc, trace, protect={p.id for p in proc.ram.pages[start:]})
+        try:
+            self.relieve(proc, trace, protect={p.id for p in proc.ram.pages[start:]})
+        except ContextOverflow:
+            if not turn:
+                raise
+            # the turn itself outgrew RAM (long results): keep only its message and its
+            # latest call with its result, and let the rest of the turn go to disk too
+            last = turn[-1].group
+            keep = {turn[0].id} | {p.id for p in turn if last is not None and p.group == last}
+            self.relieve(proc, trace, protect=keep)
 
     def relieve(self, proc: Process, trace: list[Event], *, protect: Iterable[str] = ()) -> None:
         """Page out the coldest units if RAM is above the high-water mark."""

@@ -128,3 +128,15 @@ def test_memory_is_a_capability(disk: ChromaDisk) -> None:
     assert "memory.search" not in proc.table.specs
     assert "memory.search" in kernel.spawn().table.specs
     assert not [e for e in [] if isinstance(e, Called)]
+
+
+def test_a_turn_that_outgrows_ram_pages_out_its_own_older_results(disk: ChromaDisk) -> None:
+    long = " ".join(f"word{i}" for i in range(60))
+    script = [{"syscall": "memory.note", "args": {"text": f"{long} {i}"}} for i in range(8)]
+    kernel = _kernel(disk, [*script, {"syscall": "answer", "args": {"text": "done"}}])
+    kernel.params = Params(summary_tokens=0, max_steps=10)
+    proc = kernel.spawn(ram_tokens=900)
+    reply = kernel.run(proc, "take notes")
+    assert reply.text == "done"
+    assert proc.ram.tokens <= proc.ram.budget
+    assert any(isinstance(e, Paged) and e.direction == "out" for e in reply.trace)
