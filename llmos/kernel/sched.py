@@ -239,7 +239,7 @@ def turn(
                 pager.fit(proc, trace)
             return Reply(text=text, trace=list(trace), pid=proc.pid)
         spec = proc.table.specs[call.name]
-        dumped = args.model_dump(mode="json")
+        dumped = args.model_dump(mode="json", by_alias=True)  # as the model wrote it
         key = json.dumps([call.name, dumped], sort_keys=True)
         if key in made:  # a small model can loop on one call until the step limit
             proc.stats.faults += 1

@@ -276,3 +276,28 @@ def test_a_repeated_call_in_one_turn_is_refused() -> None:
     assert len(reply.calls) == 1
     faults = [e for e in reply.trace if isinstance(e, Faulted)]
     assert len(faults) == 1 and "already called double" in faults[0].message
+
+
+class _AliasedArgs(BaseModel):
+    # a field whose public name is not a Python identifier (``class`` is a keyword)
+    klass: str = Field(alias="class")
+
+
+class Schools(Peripheral):
+    """A device whose argument model uses aliases."""
+
+    name = "schools"
+
+    @syscall
+    def find(self, args: _AliasedArgs) -> str:
+        """Find schools of a class."""
+        return f"found {args.klass}"
+
+
+def test_aliased_arguments_reach_the_device_as_the_model_wrote_them() -> None:
+    cpu = ScriptedCPU([call("schools.find", **{"class": "art"}), call("answer", text="found art")])
+    k = Kernel(cpu, peripherals=[Schools()])
+    reply = k.run(k.spawn(), "Find art schools")
+    called = reply.calls[0]
+    assert called.status == "ok" and called.result == "found art"
+    assert called.args == {"class": "art"}
