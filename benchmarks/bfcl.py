@@ -150,7 +150,8 @@ def _placeholder(key: str, prop: Mapping[str, Any], index: int) -> Any:
         return [_placeholder(key, items, index), _placeholder(key, items, index + 1)]
     if kind == "object":
         sub = prop.get("properties", {})
-        need = [k for k in sub if k in set(prop.get("required", []))]
+        # the required keys; all of them when none is required (an empty {} would teach {})
+        need = [k for k in sub if k in set(prop.get("required", []))] or list(sub)
         return {k: _placeholder(k, sub[k], i) for i, k in enumerate(need)}
     return f"sample {key.replace('_', ' ')}"
 

@@ -11,7 +11,7 @@ __all__ = ["Params"]
 class Params:
     """Kernel parameters (after xv6 ``param.h``): one commented default per knob."""
 
-    max_steps: int = 6  # instructions per run before StepLimitExceeded
+    max_steps: int = 6  # instructions per run; the last may only answer
     max_call_tokens: int = 160  # tokens one decoded instruction may take
     answer_max_chars: int = 300  # characters in one answer (keeps a base model from rambling)
     ram_tokens: int | None = None  # RAM budget per process; None = n_ctx - max_call_tokens

@@ -41,12 +41,14 @@ __all__ = ["Evidence", "step_schema"]
 
 # Small numbers are always available: "half" is / 2, "percent" is / 100.
 _CONSTANTS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12", "60", "100", "1000")
-_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
+# a number may carry a unit ("440Hz", "20ft", "5kg") but is not part of a word ("rs6034464")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\d_]|\.\d)")
 _URL = re.compile(r"https?://[^\s\"'<>()\[\]{}]+[^\s\"'<>()\[\]{}.,;:!?]")
 _PATH = re.compile(r"(?<![\w/:.])(?:[\w\-]+/)*[\w\-]+\.[A-Za-z0-9]{1,8}(?![\w/])")
 _GROUPED = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w,])")
 _NAME = re.compile(r"\b[A-Z][A-Za-z]*")
 _WORD = re.compile(r"[^\s,;\"'()\[\]{}<>?!`]+")
+_PART = re.compile(r"[-/]")
 _MAX_WORDS = 400  # per journal; newest first
 _MAX_VALUES = 200  # per kind; newest first, so a long journal keeps the recent ones
 # capitalised words an answer may always use, beside the names the conversation contains
@@ -86,11 +88,12 @@ class Evidence:
             urls = _URL.findall(page.text)
             text_wo_urls = _URL.sub(" ", page.text)
             found = {
-                # "12,000" counts as 12000 too (and its parts, as written)
-                "numbers": [g.replace(",", "") for g in _GROUPED.findall(page.text)]
-                + _NUMBER.findall(page.text),
+                # "12,000" counts as 12000, never as 12 and 000
+                "numbers": _NUMBER.findall(
+                    _GROUPED.sub(lambda m: m.group().replace(",", ""), page.text)
+                ),
                 "names": _NAME.findall(text_wo_urls),
-                "words": [w.rstrip(".:") for w in _WORD.findall(page.text)],
+                "words": _words(page.text),
                 "urls": urls,
                 "paths": _PATH.findall(text_wo_urls),
             }
@@ -100,6 +103,17 @@ class Evidence:
                 if page.trusted:
                     _extend(getattr(ev, f"trusted_{kind}"), values, cap)
         return ev
+
+
+def _words(text: str) -> list[str]:
+    """The words of ``text``, and the parts of compounds ("gas-fueled": gas, fueled)."""
+    found: list[str] = []
+    for word in _WORD.findall(text):
+        found.append(word.rstrip(".:"))
+        parts = _PART.split(word)
+        if len(parts) > 1:
+            found.extend(p.rstrip(".:") for p in parts if p)
+    return found
 
 
 def _extend(target: list[str], values: Iterable[str], cap: int = _MAX_VALUES) -> None:
@@ -136,6 +150,7 @@ def answer_pattern(numbers: Iterable[str], names: Iterable[str] | None = None) -
     name copied from a worked example.
     """
     allowed = [n.lstrip("-") for n in numbers if len(n.lstrip("-")) > 2]
+    allowed += [g for g in map(_grouped, allowed) if g]  # 12000 may be written 12,000
     num = rf"(?:{_alternation(allowed)}|[0-9]{{1,2}})" if allowed else r"[0-9]{1,2}"
     if names is None:
         gap = r"[^0-9\x00-\x1f\\]"
@@ -148,14 +163,26 @@ def answer_pattern(numbers: Iterable[str], names: Iterable[str] | None = None) -
     return rf"^{free}*(?:{token}(?:{sep}{free}*{token}?)*)?$"
 
 
+def _grouped(number: str) -> str:
+    """``number`` with thousands separators ("12000" -> "12,000"), or "" if it has none."""
+    whole, dot, frac = number.partition(".")
+    if len(whole) < 4 or not whole.isdigit():
+        return ""
+    return f"{int(whole):,}{dot}{frac}"
+
+
 def step_schema(
     specs: Mapping[str, SyscallSpec],
     journal: Iterable[Page],
     *,
     answer_max_chars: int = 300,
     values: bool = True,
+    answer_only: bool = False,
 ) -> dict[str, Any]:
-    """The JSON schema of one step: a union over the callable, grounded syscalls."""
+    """The JSON schema of one step: a union over the callable, grounded syscalls.
+
+    With ``answer_only`` the union is the ``answer`` syscall alone (a run's last step).
+    """
     pages = list(journal)
     ev = Evidence.from_pages(pages)
     evidence = _turn_has_evidence(pages)
@@ -169,7 +196,7 @@ def step_schema(
             # once the turn has evidence (a result, a recalled page), the answer reports it:
             # its names must come from the conversation too
             text["pattern"] = answer_pattern(ev.numbers, ev.names if evidence else None)
-        elif not _ground(args, ev, sensitive=spec.sensitive, values=values):
+        elif answer_only or not _ground(args, ev, sensitive=spec.sensitive, values=values):
             continue
         branches.append(
             {

@@ -194,9 +194,12 @@ def turn(
         if pager is not None:
             pager.fit(proc, trace)
         proc.ram.check()
+        # the last step may only answer: a run that used its budget ends with what it found
+        # instead of a call whose result nobody would read
+        last = step == max_steps
         schema = (
             step_schema(proc.table.specs, proc.ram.pages, answer_max_chars=params.answer_max_chars,
-                        values=params.ground_values)
+                        values=params.ground_values, answer_only=last)
             if params.ground
             else None
         )
@@ -238,6 +241,8 @@ def turn(
             if pager is not None:  # the answer joined RAM: leave it within budget between turns
                 pager.fit(proc, trace)
             return Reply(text=text, trace=list(trace), pid=proc.pid)
+        if last:  # an ungrounded CPU ignored the answer-only grammar: nothing more may run
+            break
         spec = proc.table.specs[call.name]
         dumped = args.model_dump(mode="json", by_alias=True)  # as the model wrote it
         key = json.dumps([call.name, dumped], sort_keys=True)
@@ -274,7 +279,8 @@ def turn(
         shown = outcome.text if outcome.status == "ok" else f"Fault: {outcome.text}"
         _observe(proc, shown, outcome.source, outcome.trusted, group)
     raise StepLimitExceeded(
-        f"process {proc.pid} made {max_steps} steps without answering; raise "
+        f"process {proc.pid} made {max_steps} steps without answering (the last one may "
+        "only answer); raise "
         "Params.max_steps or Quota.max_steps, or simplify the task",
         trace=list(trace),
     )

@@ -113,7 +113,21 @@ def test_step_limit_carries_trace() -> None:
     k.params = Params(max_steps=3)
     with pytest.raises(StepLimitExceeded) as info:
         k.run(k.spawn(), "loop")
-    assert len([e for e in info.value.trace if isinstance(e, Called)]) == 3
+    # the last step may only answer: its grammar offers nothing else, and a call the CPU
+    # wrote anyway is not run
+    assert len([e for e in info.value.trace if isinstance(e, Called)]) == 2
+    last = cpu.schemas[-1]
+    assert last is not None
+    assert [b["properties"]["syscall"]["const"] for b in last["anyOf"]] == ["answer"]
+
+
+def test_the_last_step_answers_with_what_the_run_found() -> None:
+    from llmos.params import Params
+
+    cpu = ScriptedCPU([call("double", n=1), call("double", n=2), call("answer", text="4")])
+    k = Kernel(cpu, peripherals=[double()], params=Params(max_steps=3))
+    reply = k.run(k.spawn(), "double 1 and 2")
+    assert reply.text == "4" and len(reply.calls) == 2
 
 
 def test_untrusted_page_blocks_sensitive_call_and_answer_is_filtered() -> None:
@@ -301,3 +315,28 @@ def test_aliased_arguments_reach_the_device_as_the_model_wrote_them() -> None:
     called = reply.calls[0]
     assert called.status == "ok" and called.result == "found art"
     assert called.args == {"class": "art"}
+
+
+def test_numbers_are_read_as_written_with_units_and_thousands_separators() -> None:
+    import re
+
+    from llmos.kernel.ground import Evidence, answer_pattern
+    from llmos.memory.page import Page
+
+    text = "Notes of 440Hz and 880Hz, 12,000 miles a year, SNP rs6034464, the 2022-2023 season."
+    numbers = Evidence.from_pages([Page(text=text)]).numbers
+    # a unit does not hide a number; a thousands separator does not split one; a number
+    # inside a word is not a number
+    assert {"440", "880", "12000", "2022", "2023"} <= set(numbers)
+    assert not {"12", "000", "6034464"} & set(numbers)
+    pattern = re.compile(answer_pattern(numbers))
+    assert pattern.match("About 12,000 miles.") and pattern.match("About 12000 miles.")
+    assert not pattern.match("About 13,000 miles.")
+
+
+def test_the_parts_of_a_compound_word_can_be_copied() -> None:
+    from llmos.kernel.ground import Evidence
+    from llmos.memory.page import Page
+
+    words = Evidence.from_pages([Page(text="A gas-fueled car, docket 2022/AL2562.")]).words
+    assert {"gas-fueled", "gas", "fueled", "2022/AL2562", "AL2562"} <= set(words)
