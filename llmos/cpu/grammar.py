@@ -58,12 +58,16 @@ class Grammar:
         eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)]
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
         self.eog = frozenset(eog)
-        self.tokenizer, banned = _read_vocab(llama_cpp, vocab, self.n_vocab, self.eos)
+        self.tokenizer, banned, self._pieces = _read_vocab(llama_cpp, vocab, self.n_vocab, self.eos)
         self._grammar_ok = ~banned  # the grammar's own mask decides about EOS
         self._grammar_ok[self.eos] = True
         text_ok = ~banned
         text_ok[eog] = True
         self.text_tokens: Mask = text_ok
+        # tokens that close a JSON string: where a looping string may be ended
+        self.closers: Mask = np.array(
+            [p.startswith(b'"') for p in self._pieces], dtype=np.bool_
+        ) & ~banned
         self._bitmask = np.zeros((self.tokenizer.vocab_size + 31) // 32, dtype=np.int32)
         self._compiled: OrderedDict[str, Any] = OrderedDict()
 
@@ -141,8 +145,10 @@ class Grammar:
             raise CPUError(f"the grammar rejected token {token}: {matcher.get_error()}")
 
 
-def _read_vocab(llama_cpp: Any, vocab: Any, n_vocab: int, eos: int) -> tuple[Any, Mask]:
-    """Build the llguidance tokenizer and the banned-token mask in one pass over the vocabulary.
+def _read_vocab(
+    llama_cpp: Any, vocab: Any, n_vocab: int, eos: int
+) -> tuple[Any, Mask, list[bytes]]:
+    """Build the llguidance tokenizer, the banned-token mask and the token pieces in one pass.
 
     This is ``llguidance.llamacpp.lltokenizer_from_vocab`` on llama.cpp's current (not
     deprecated) vocabulary calls: control tokens, and user-defined ``<...>`` markers, get the
@@ -173,4 +179,4 @@ def _read_vocab(llama_cpp: Any, vocab: Any, n_vocab: int, eos: int) -> tuple[Any
     tokenizer = llguidance.LLTokenizer.from_llamacpp(  # type: ignore[attr-defined]
         tokens=pieces, vocab_ptr=vocab, tokenize_fptr=fptr, eos_token=eos, slices=None
     )
-    return tokenizer, banned
+    return tokenizer, banned, pieces

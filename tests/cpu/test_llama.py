@@ -185,3 +185,32 @@ def test_bad_schema_is_a_usage_error(cpu: LlamaCPU) -> None:
 def test_bad_max_tokens_is_a_usage_error(cpu: LlamaCPU) -> None:
     with pytest.raises(UsageError, match="max_tokens"):
         cpu.complete("x", max_tokens=0)
+
+
+_LOOPY = "the cat sat on the mat. "
+
+
+def test_free_text_that_repeats_itself_stops(cpu: LlamaCPU) -> None:
+    dec = cpu.complete("I like tea. " * 4, max_tokens=60)
+    assert dec.stop == "eos"
+    assert dec.text.count("like tea") <= 1
+
+
+def test_a_string_that_repeats_itself_is_closed_where_the_repeat_began(cpu: LlamaCPU) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "maxLength": 300}},
+        "required": ["text"],
+        "additionalProperties": False,
+    }
+    line = json.dumps({"text": (_LOOPY * 3).strip()})
+    dec = cpu.complete(line + "\n" + line + "\n", schema=schema, max_tokens=80)
+    text = json.loads(dec.text)["text"]  # still one valid JSON value
+    assert text.count("cat sat") == 1 and dec.stop == "grammar"
+    # and the KV state matches what was returned: the next call sees the same logits as a
+    # fresh evaluation of the same prompt
+    follow = line + "\n" + dec.text + "\n"
+    warm = cpu.logits(follow)
+    cpu.reset()
+    cold = cpu.logits(follow)
+    assert int(warm.argmax()) == int(cold.argmax())
