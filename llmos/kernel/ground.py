@@ -12,7 +12,9 @@ chooses what to copy but cannot invent it.
   ``free_text``): words that occur in the journal, a few separators between them. A value the
   conversation never mentions (a placeholder from a worked example) cannot be written.
 - integer and number arguments (with ``Params.ground_values``): a number that occurs in the
-  journal, within the field's bounds (left free when the journal has none).
+  journal (in digits, or spelled out: "five", "twenty-one", "twice"), within the field's
+  bounds. A syscall with a *required* number that nothing in the journal can fill is left out
+  of the step, like one whose grounded field has nothing to draw from.
 - answer text: every number of three or more digits must be a number that occurs in the
   journal, so a long result is copied, never misremembered (one- and two-digit numbers stay
   free, so the model can still answer from what it knows).
@@ -91,7 +93,8 @@ class Evidence:
                 # "12,000" counts as 12000, never as 12 and 000
                 "numbers": _NUMBER.findall(
                     _GROUPED.sub(lambda m: m.group().replace(",", ""), page.text)
-                ),
+                )
+                + _spelled(text_wo_urls),
                 "names": _NAME.findall(text_wo_urls),
                 "words": _words(page.text),
                 "urls": urls,
@@ -103,6 +106,35 @@ class Evidence:
                 if page.trusted:
                     _extend(getattr(ev, f"trusted_{kind}"), values, cap)
         return ev
+
+
+_UNITS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+)
+_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_SCALES = {"hundred": 100, "thousand": 1000, "dozen": 12, "once": 1, "twice": 2}
+_SPELLED = re.compile(
+    rf"\b(?:({'|'.join(_TENS)})(?:[- ]({'|'.join(_UNITS[1:10])}))?|({'|'.join(_UNITS)})"
+    rf"|({'|'.join(_SCALES)}))\b",
+    re.IGNORECASE,
+)
+
+
+def _spelled(text: str) -> list[str]:
+    """Numbers written as words ("five", "twenty-one", "twice"), as digits."""
+    found = []
+    for tens, unit, small, scale in _SPELLED.findall(text):
+        if tens:
+            value = 20 + 10 * _TENS.index(tens.lower())
+            value += _UNITS.index(unit.lower()) if unit else 0
+        elif small:
+            value = _UNITS.index(small.lower())
+        else:
+            value = _SCALES[scale.lower()]
+        found.append(str(value))
+    return found
 
 
 def _words(text: str) -> list[str]:
@@ -222,14 +254,17 @@ def _turn_has_evidence(pages: list[Page]) -> bool:
 def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool, values: bool) -> bool:
     """Narrow grounded fields in place; False if one of them has nothing to draw from."""
     trusted = "trusted_" if sensitive else ""
-    for prop in schema.get("properties", {}).values():
+    required = set(schema.get("required", []))
+    for key, prop in schema.get("properties", {}).items():
         kind = prop.pop(GROUNDED_KEY, None)
         if kind == "free":
             continue
         if kind is None:
             if values:
-                _narrow_value(prop, getattr(ev, f"{trusted}words"),
-                              getattr(ev, f"{trusted}numbers"))
+                grounded = _narrow_value(prop, getattr(ev, f"{trusted}words"),
+                                         getattr(ev, f"{trusted}numbers"))
+                if not grounded and key in required:
+                    return False  # a number the call needs and the conversation lacks
             continue
         if kind == "text":
             words = getattr(ev, f"{trusted}words")
@@ -249,10 +284,14 @@ def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool, values: bo
     return True
 
 
-def _narrow_value(prop: dict[str, Any], words: list[str], numbers: list[str]) -> None:
-    """Ground an undeclared argument by its JSON type; leave it alone where that cannot hold."""
+def _narrow_value(prop: dict[str, Any], words: list[str], numbers: list[str]) -> bool:
+    """Ground an undeclared argument by its JSON type; leave it alone where that cannot hold.
+
+    Returns False for an integer or number field that nothing in the conversation can fill
+    (no number, or none within its bounds): a call that needs it cannot be made yet.
+    """
     if any(k in prop for k in ("enum", "const", "pattern", "format")):
-        return  # already a closed set or a shape of its own
+        return True  # already a closed set or a shape of its own
     for branch in prop.get("anyOf", []):  # Optional[...] and unions
         if isinstance(branch, dict):
             _narrow_value(branch, words, numbers)
@@ -273,10 +312,12 @@ def _narrow_value(prop: dict[str, Any], words: list[str], numbers: list[str]) ->
                 value = int(value)
             if _within(prop, value) and value not in found:
                 found.append(value)
-        if found:
-            prop["enum"] = found
+        if not found:
+            return False
+        prop["enum"] = found
     elif kind == "array" and isinstance(prop.get("items"), dict):
         _narrow_value(prop["items"], words, numbers)
+    return True
 
 
 def _within(prop: dict[str, Any], value: float) -> bool:

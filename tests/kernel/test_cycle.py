@@ -340,3 +340,24 @@ def test_the_parts_of_a_compound_word_can_be_copied() -> None:
 
     words = Evidence.from_pages([Page(text="A gas-fueled car, docket 2022/AL2562.")]).words
     assert {"gas-fueled", "gas", "fueled", "2022/AL2562", "AL2562"} <= set(words)
+
+
+def test_a_call_that_needs_a_number_the_conversation_lacks_is_not_offered() -> None:
+    from llmos.kernel.ground import step_schema
+    from llmos.memory.page import Page
+
+    specs = _Weather().syscalls()
+
+    def offered(question: str) -> dict[str, object] | None:
+        schema = step_schema(specs, [Page(text=question)])
+        for branch in schema["anyOf"]:
+            if branch["properties"]["syscall"]["const"] == "weather.forecast":
+                days: dict[str, object] = branch["properties"]["args"]["properties"]["days"]
+                return days
+        return None
+
+    # "days" is required: without a number to fill it, only "answer" is on offer
+    assert offered("Weather in Paris?") is None
+    assert offered("Weather in Paris for 99 days?") is None  # out of the field's bounds
+    days = offered("Weather in Paris for the next five days?")  # spelled out
+    assert days is not None and days["enum"] == [5]
