@@ -220,7 +220,7 @@ def step_schema(
     evidence = _turn_has_evidence(pages)
     branches: list[dict[str, Any]] = []
     for name, spec in specs.items():
-        args = _inline_refs(spec.args.model_json_schema())
+        args = _closed(_inline_refs(spec.args.model_json_schema()))
         args.pop("title", None)
         if name == "answer":
             text = args["properties"]["text"]
@@ -327,6 +327,25 @@ def _within(prop: dict[str, Any], value: float) -> bool:
         (lo is not None and value < lo) or (hi is not None and value > hi)
         or (xlo is not None and value <= xlo) or (xhi is not None and value >= xhi)
     )
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """Objects with declared fields take no others (pydantic would drop them anyway, after
+    the model had spent tokens on them); free-form dicts stay open."""
+    props = schema.get("properties")
+    if isinstance(props, dict):
+        for sub in props.values():
+            if isinstance(sub, dict):
+                _closed(sub)
+        schema.setdefault("additionalProperties", False)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            _closed(schema[key])
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for sub in schema.get(key, []):
+            if isinstance(sub, dict):
+                _closed(sub)
+    return schema
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:

@@ -361,3 +361,12 @@ def test_a_call_that_needs_a_number_the_conversation_lacks_is_not_offered() -> N
     assert offered("Weather in Paris for 99 days?") is None  # out of the field's bounds
     days = offered("Weather in Paris for the next five days?")  # spelled out
     assert days is not None and days["enum"] == [5]
+
+
+def test_a_call_may_only_write_the_fields_its_syscall_declares() -> None:
+    from llmos.kernel.ground import step_schema
+    from llmos.memory.page import Page
+
+    schema = step_schema(Schools().syscalls(), [Page(text="Find art schools")])
+    for branch in schema["anyOf"]:  # the answer, and a model that does not forbid extras
+        assert branch["properties"]["args"]["additionalProperties"] is False
