@@ -49,9 +49,9 @@ from llmos.errors import Fault, LLMOSError, QuotaExceeded, RunError, StepLimitEx
 from llmos.kernel.ground import step_schema
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcState
-from llmos.kernel.syscall import ANSWER, Outcome
+from llmos.kernel.syscall import ANSWER, Outcome, format_call
 from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Scheduled
-from llmos.kernel.trap import decode_call
+from llmos.kernel.trap import cut_answer, decode_call
 from llmos.memory.page import Page
 from llmos.params import Params
 
@@ -218,17 +218,19 @@ def turn(
         check("max_decoded_tokens", decoded, q.max_decoded_tokens, "decoded tokens")
         check("max_seconds", round(time.monotonic() - started, 2), max_seconds, "s")
         group = uuid.uuid4().hex[:8]
+        cut = cut_answer(dec.text) if dec.stop == "length" else None
+        written = dec.text if cut is None else format_call(ANSWER, {"text": cut})
         proc.ram.append(
-            Page(pid=proc.pid, kind="call", role="model", text=dec.text, source="model",
+            Page(pid=proc.pid, kind="call", role="model", text=written, source="model",
                  group=group)
         )
         try:
-            if dec.stop == "length" and request.schema is not None:
+            if cut is None and dec.stop == "length" and request.schema is not None:
                 raise Fault(
                     f"your call was cut off after {dec.decoded_tokens} tokens before it was "
                     "complete; write a shorter call (shorter code, fewer or shorter values)"
                 )
-            call = decode_call(dec.text)
+            call = decode_call(written)
             args = proc.table.validate(call.name, call.args)
         except Fault as fault:
             proc.stats.faults += 1

@@ -16,10 +16,11 @@ from typing import Any
 
 from llmos.errors import Fault
 
-__all__ = ["Call", "decode_call"]
+__all__ = ["Call", "cut_answer", "decode_call"]
 
 _MAX_CALL_CHARS = 64_000
 _SHAPE = 'write one JSON object: {"syscall": "<name>", "args": {...}}'
+_ANSWER_OPENING = '{"syscall": "answer", "args": {"text": "'
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,24 @@ def decode_call(text: str) -> Call:
     if extra:
         raise Fault(f"unexpected keys {sorted(extra)}; {_SHAPE}")
     return Call(name, args)
+
+
+def cut_answer(text: str) -> str | None:
+    """The text of an answer that ran out of tokens mid-string, or None if ``text`` is not one.
+
+    An answer cut at the token budget still says what the model meant up to that point, so it
+    is kept (with an ellipsis) rather than thrown away and written again from the start.
+    """
+    if not text.startswith(_ANSWER_OPENING):
+        return None
+    partial = text[len(_ANSWER_OPENING) :]
+    for drop in range(7):  # a cut may split an escape: "\" or "\u00e"
+        body = partial[: len(partial) - drop]
+        try:
+            value = json.loads(f'"{body}"')
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, str) and value.strip():
+            return value.rstrip() + "…"
+        return None
+    return None

@@ -12,6 +12,7 @@ from llmos.errors import StepLimitExceeded, UsageError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.policy import Policy
 from llmos.kernel.trace import Answered, Called, Decoded, Faulted
+from llmos.kernel.trap import cut_answer
 from llmos.peripherals.base import Document, Fault, Peripheral, free_text, peripheral, syscall
 from llmos.testing import ScriptedCPU
 
@@ -247,6 +248,26 @@ def test_a_call_cut_short_is_a_fault_the_model_reads() -> None:
     faults = [e for e in reply.trace if isinstance(e, Faulted)]
     assert len(faults) == 1 and "cut off" in faults[0].message
     assert reply.text == "ok"
+
+
+def test_an_answer_cut_short_is_kept_up_to_the_cut() -> None:
+    import dataclasses
+
+    from llmos.cpu.base import Decoding
+
+    class Cut(ScriptedCPU):
+        def complete(self, prompt: str, **kw: object) -> Decoding:  # type: ignore[override]
+            return dataclasses.replace(super().complete(prompt, **kw), stop="length")  # type: ignore[arg-type]
+
+    # the cut splits an escape sequence: the text before it survives
+    cpu = Cut(['{"syscall": "answer", "args": {"text": "Ten, eleven, caf\\u00'])
+    k = Kernel(cpu)
+    proc = k.spawn()
+    reply = k.run(proc, "count")
+    assert reply.text == "Ten, eleven, caf…"
+    # the journal holds the answer as a whole call, so the next prompt reads well
+    assert proc.ram.pages[-1].text == '{"syscall": "answer", "args": {"text": "Ten, eleven, caf…"}}'
+    assert cut_answer('{"syscall": "double", "args": {"n": 12') is None
 
 
 class _ForecastArgs(BaseModel):
