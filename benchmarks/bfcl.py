@@ -474,6 +474,7 @@ def _summary(
 ) -> dict[str, Any]:
     correct = calls = valid = unknown = errors = 0
     seconds = 0.0
+    marks: list[bool] = []  # per case, for paired comparisons across systems
     for case, out in zip(cases, outs, strict=True):
         models = {
             f["name"]: args_model(json_schema(f.get("parameters", {})), f["name"])
@@ -481,9 +482,9 @@ def _summary(
         }
         schemas = {f["name"]: json_schema(f.get("parameters", {})) for f in case["function"]}
         # a run that ended in an error is wrong, even where "no call" would have been right
-        correct += not out.error and case_correct(
-            category, out.calls, case["ground_truth"], schemas
-        )
+        right = not out.error and case_correct(category, out.calls, case["ground_truth"], schemas)
+        marks.append(right)
+        correct += right
         calls += len(out.calls)
         valid += sum(call_valid(c, models) for c in out.calls)
         unknown += sum(c[0] not in models for c in out.calls)
@@ -499,6 +500,7 @@ def _summary(
         "errors": errors,
         "seconds": round(seconds, 2),
         "calls_per_s": calls / seconds if seconds else 0.0,
+        "correct": marks,
     }
 
 

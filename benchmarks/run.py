@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,62 @@ def _bfcl_table(results: Sequence[dict[str, Any]]) -> str:
             f"{m['unknown_calls']} | {b['unknown_calls'] if b else '-'} | "
             f"{m['calls_per_s']:.2f} | {_rate(b)} | "
             f"{m['errors']} | {b['errors'] if b else '-'} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least this uneven if neither
+    system were better (ties left out)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def bfcl_totals(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy over all categories run, over those that need a call, and the paired split."""
+
+    def pooled(rows: Sequence[dict[str, Any]], system: str) -> tuple[int, int]:
+        marks = [m for r in rows for m in r[system]["correct"]]
+        return sum(marks), len(marks)
+
+    out: dict[str, Any] = {}
+    calling = [r for r in results if r["category"] != "irrelevance"]
+    for name, rows in (("all", results), ("needs_a_call", calling)):
+        right, n = pooled(rows, "llmos")
+        row: dict[str, Any] = {"cases": n, "llmos_correct": right}
+        if rows and all("baseline" in r for r in rows):
+            row["baseline_correct"] = pooled(rows, "baseline")[0]
+            pairs = [
+                (a, b)
+                for r in rows
+                for a, b in zip(r["llmos"]["correct"], r["baseline"]["correct"], strict=True)
+            ]
+            row["only_llmos"] = sum(a and not b for a, b in pairs)
+            row["only_baseline"] = sum(b and not a for a, b in pairs)
+            row["sign_test_p"] = sign_test(row["only_llmos"], row["only_baseline"])
+        out[name] = row
+    return out
+
+
+def _totals_table(totals: dict[str, Any]) -> str:
+    head = (
+        "| pool | cases | llmos correct | baseline correct | only llmos right "
+        "| only baseline right | sign test p |\n|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for name, label in (("all", "all categories"), ("needs_a_call", "all but irrelevance")):
+        t = totals[name]
+        if "baseline_correct" not in t:
+            rows.append(f"| {label} | {t['cases']} | {t['llmos_correct']} | - | - | - | - |")
+            continue
+        rows.append(
+            f"| {label} | {t['cases']} | "
+            f"{t['llmos_correct']} ({_pct(t['llmos_correct'] / t['cases'])}) "
+            f"| {t['baseline_correct']} ({_pct(t['baseline_correct'] / t['cases'])}) "
+            f"| {t['only_llmos']} | {t['only_baseline']} | {t['sign_test_p']:.3f} |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -149,6 +206,9 @@ def write_page(
         "schema; an *unknown-function* call names none of them. A run that ended in an error "
         "counts as wrong. Calls/s: calls made per second of the system's wall time.\n",
         _bfcl_table(results),
+        "Pooled over the categories run, case by case (the sign test counts the cases exactly "
+        "one system got right):\n",
+        _totals_table(bfcl_totals(results)),
     ]
     if "bfcl.png" in pngs:
         parts.append("![BFCL](img/bfcl.png)\n")
@@ -255,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "minutes": round(minutes, 2),
             "page": str(page),
             "bfcl": {r["category"]: {k: v for k, v in r.items() if k != "ids"} for r in results},
+            "bfcl_totals": bfcl_totals(results) if results else {},
             "gsm8k": {k: v for k, v in (gsm or {}).items() if k != "answers"},
         }
     )
