@@ -17,6 +17,8 @@ class Params:
     ram_tokens: int | None = None  # RAM budget per process; None = n_ctx - max_call_tokens
     temperature: float = 0.0  # 0 = greedy decoding; above 0 samples with `seed`
     seed: int = 0  # sampling seed, so runs repeat
+    samples: int = 1  # System 2: candidates decoded per step, chosen by vote (1 = off)
+    sample_temperature: float = 0.8  # temperature of the candidates after the first
     examples_per_device: int = 3  # worked examples per device (a base model imitates them)
     ground: bool = True  # decode under the step's grammar, grounded fields narrowed to RAM
     ground_values: bool = True  # also ground undeclared string/number args (free_text opts out)

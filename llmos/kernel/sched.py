@@ -34,11 +34,13 @@ error ends that process only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import time
 import uuid
-from collections.abc import Callable, Generator, Hashable, Mapping
+from collections import Counter
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -50,12 +52,12 @@ from llmos.kernel.ground import step_schema
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcState
 from llmos.kernel.syscall import ANSWER, Outcome, format_call
-from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Scheduled
+from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Scheduled, Voted
 from llmos.kernel.trap import cut_answer, decode_call
 from llmos.memory.page import Page
 from llmos.params import Params
 
-__all__ = ["NeedCPU", "NeedDevice", "Reply", "Scheduler", "drive", "turn"]
+__all__ = ["NeedCPU", "NeedDevice", "Reply", "Scheduler", "drive", "turn", "vote"]
 
 
 @dataclass(frozen=True)
@@ -313,10 +315,62 @@ def _decode(cpu: CPU, proc: Process, req: NeedCPU, params: Params) -> Decoding:
             proc.stats.switches += 1
             req.trace.append(Scheduled(pid=proc.pid, step=req.step, what="switch_in",
                                        detail=_switch_detail(sw)))
-    return cpu.complete(
+    first = cpu.complete(
         req.prompt, schema=req.schema, max_tokens=req.max_tokens,
         temperature=params.temperature, seed=params.seed, slot=proc.pid,
     )
+    if params.samples <= 1 or req.schema is None:
+        return first
+    candidates = [first] + [
+        cpu.complete(
+            req.prompt, schema=req.schema, max_tokens=req.max_tokens,
+            temperature=params.sample_temperature, seed=params.seed + i, slot=proc.pid,
+        )
+        for i in range(1, params.samples)
+    ]
+    chosen, votes = vote(candidates)
+    req.trace.append(Voted(pid=proc.pid, step=req.step, candidates=[c.text for c in candidates],
+                           chosen=chosen, votes=votes))
+    pick = candidates[chosen]
+    # the step cost every candidate: the stats and the trace say so
+    return dataclasses.replace(
+        pick,
+        decoded_tokens=sum(c.decoded_tokens for c in candidates),
+        forced_tokens=sum(c.forced_tokens for c in candidates),
+        seconds=sum(c.seconds for c in candidates),
+    )
+
+
+def vote(candidates: Sequence[Decoding]) -> tuple[int, int]:
+    """Choose among a step's candidates by agreement; return (index, votes).
+
+    First the syscall most candidates make; then, among those, the arguments most of them
+    write (every answer's text differs, so answers vote by name alone). Ties go to the
+    earlier candidate (the greedy one comes first). A candidate cut short or malformed has
+    no vote.
+    """
+    keys: list[tuple[str, str] | None] = []
+    for c in candidates:
+        try:
+            call = decode_call(c.text) if c.stop != "length" else None
+        except Fault:
+            call = None
+        if call is None:
+            keys.append(None)
+        elif call.name == ANSWER:
+            keys.append((ANSWER, ""))
+        else:
+            keys.append((call.name, json.dumps(call.args, sort_keys=True)))
+    names = Counter(k[0] for k in keys if k is not None)
+    if not names:
+        return 0, 0
+    top = max(names.values())
+    name = next(k[0] for k in keys if k is not None and names[k[0]] == top)
+    same = Counter(k for k in keys if k is not None and k[0] == name)
+    best = max(same.values())
+    index = next(i for i, k in enumerate(keys) if k is not None and k[0] == name
+                 and same[k] == best)
+    return index, best
 
 
 def _switch_detail(sw: Switch) -> dict[str, Any]:

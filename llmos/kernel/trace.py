@@ -22,6 +22,7 @@ __all__ = [
     "Faulted",
     "Paged",
     "Scheduled",
+    "Voted",
 ]
 
 
@@ -92,6 +93,21 @@ class Scheduled(_Event):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class Voted(_Event):
+    """System 2: the CPU decoded several candidates for one step and the kernel chose by vote.
+
+    ``candidates`` are the texts in decoding order (the greedy one first); ``chosen`` indexes
+    the one the step went on with; ``votes`` is how many candidates made the same syscall
+    (and, for a device call, with the same arguments).
+    """
+
+    type: Literal["voted"] = "voted"
+    candidates: list[str]
+    chosen: int
+    votes: int
+
+
 Event = Annotated[
-    Decoded | Called | Faulted | Answered | Paged | Scheduled, Field(discriminator="type")
+    Decoded | Called | Faulted | Answered | Paged | Scheduled | Voted,
+    Field(discriminator="type"),
 ]

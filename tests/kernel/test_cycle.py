@@ -391,3 +391,42 @@ def test_a_call_may_only_write_the_fields_its_syscall_declares() -> None:
     schema = step_schema(Schools().syscalls(), [Page(text="Find art schools")])
     for branch in schema["anyOf"]:  # the answer, and a model that does not forbid extras
         assert branch["properties"]["args"]["additionalProperties"] is False
+
+
+def test_system_2_decodes_several_candidates_and_follows_the_majority() -> None:
+    from llmos.kernel.trace import Voted
+    from llmos.params import Params
+
+    script = [
+        call("answer", text="It is 5."),  # the greedy candidate answers from its prior...
+        call("double", n=21),  # ...two samples agree on a call
+        call("double", n=21),
+        call("answer", text="It is 42."),
+        call("answer", text="42"),
+        call("double", n=3),
+    ]
+    cpu = ScriptedCPU(script)
+    k = Kernel(cpu, peripherals=[double()], params=Params(samples=3))
+    reply = k.run(k.spawn(), "Double 21 please")
+    assert reply.calls[0].args == {"n": 21} and reply.text == "It is 42."
+    votes = [e for e in reply.trace if isinstance(e, Voted)]
+    assert [(v.chosen, v.votes) for v in votes] == [(1, 2), (0, 2)]
+    assert len(votes[0].candidates) == 3
+
+
+def test_a_vote_tie_goes_to_the_greedy_candidate_and_broken_ones_do_not_vote() -> None:
+    import dataclasses
+
+    from llmos.cpu.base import Decoding
+    from llmos.kernel.sched import vote
+
+    def dec(text: str, stop: str = "grammar") -> Decoding:
+        return Decoding(text=text, prompt_tokens=1, reused_tokens=0, prefilled_tokens=1,
+                        decoded_tokens=1, forced_tokens=0, logprob=0.0, seconds=0.0,
+                        stop=stop)  # type: ignore[arg-type]
+
+    answer, double_2 = json.dumps(call("answer", text="hi")), json.dumps(call("double", n=2))
+    assert vote([dec(answer), dec(double_2)]) == (0, 1)
+    cut = dataclasses.replace(dec(double_2), stop="length")
+    assert vote([dec(answer), cut, dec("{not json"), dec(double_2)]) == (0, 1)
+    assert vote([dec("{not json")]) == (0, 0)
