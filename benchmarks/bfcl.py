@@ -20,12 +20,14 @@ number of calls as expected, matched in any order; ``irrelevance`` needs no call
 A call is *valid* when its name is an offered function and its arguments validate strictly
 against the function's schema.
 
-Run: ``python -m benchmarks.bfcl --category simple_python --limit 10 [--json]``
+Run: ``python -m benchmarks.bfcl --category simple_python --limit 10 [--samples K] [--json]``
+(``--samples K`` turns on System 2 for llmos: K candidates per step, chosen by vote).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import time
@@ -356,11 +358,11 @@ def _kernel_calls(trace: Sequence[Event]) -> list[tuple[str, Any]]:
     return calls
 
 
-def run_llmos(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
+def run_llmos(cpu: LlamaCPU, case: Mapping[str, Any], params: Params = PARAMS) -> Outcome:
     """Answer one case with the kernel; its device calls are the answer."""
     devices = [BFCLFunction(f) for f in case["function"]]
     system, user = _question(case)
-    kernel = Kernel(cpu, peripherals=devices, params=PARAMS)
+    kernel = Kernel(cpu, peripherals=devices, params=params)
     program = default_system() + (f"\n{system}" if system else "")
     proc = kernel.spawn(program)
     started = time.perf_counter()
@@ -512,11 +514,12 @@ def run_category(
     offset: int = 0,
     baseline: bool = True,
     tick: Callable[[], None] | None = None,
+    params: Params = PARAMS,
 ) -> dict[str, Any]:
     """Run a category's sample through llmos (and the baseline); return the metrics."""
     cases = every_nth(load_category(category), limit, offset=offset)
     mine, theirs = run_both(
-        cases, lambda c: run_llmos(cpu, c), lambda c: run_baseline(cpu, c),
+        cases, lambda c: run_llmos(cpu, c, params), lambda c: run_baseline(cpu, c),
         baseline=baseline, tick=tick,
     )
     result: dict[str, Any] = {
@@ -544,7 +547,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--category", choices=CATEGORIES, default="simple_python")
     add_common_args(parser, default_limit=10)
+    parser.add_argument(
+        "--samples", type=int, default=1,
+        help="System 2: candidates llmos decodes per step, chosen by vote (default 1: off)",
+    )
     ns = parser.parse_args(argv)
+    if ns.samples < 1:
+        parser.error("--samples must be at least 1")
     cpu = load_cpu(ns.model)
     try:
         result = run_category(
@@ -553,7 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit=None if ns.full else ns.limit,
             offset=ns.offset,
             baseline=not ns.no_baseline,
+            params=dataclasses.replace(PARAMS, samples=ns.samples),
         )
+        result["samples"] = ns.samples
     finally:
         cpu.close()
     if not ns.json:
