@@ -332,9 +332,12 @@ def _decode(cpu: CPU, proc: Process, req: NeedCPU, params: Params) -> Decoding:
     req.trace.append(Voted(pid=proc.pid, step=req.step, candidates=[c.text for c in candidates],
                            chosen=chosen, votes=votes))
     pick = candidates[chosen]
-    # the step cost every candidate: the stats and the trace say so
+    # the step cost every candidate (the prompt was prefilled once, for the first): the
+    # stats and the trace say so
     return dataclasses.replace(
         pick,
+        reused_tokens=first.reused_tokens,
+        prefilled_tokens=first.prefilled_tokens,
         decoded_tokens=sum(c.decoded_tokens for c in candidates),
         forced_tokens=sum(c.forced_tokens for c in candidates),
         seconds=sum(c.seconds for c in candidates),
