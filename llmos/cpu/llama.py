@@ -27,7 +27,7 @@ import ctypes
 import os
 import threading
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,12 +37,12 @@ import numpy.typing as npt
 from llmos.cpu.base import Decoding
 from llmos.cpu.grammar import Grammar, Mask
 from llmos.cpu.kv import KV, Switch
+from llmos.cpu.loops import loop_cut
 from llmos.errors import ContextOverflow, CPUError, LLMOSError, UsageError
 
 __all__ = ["LlamaCPU"]
 
 _LLAMA_ERRORS = (RuntimeError, ValueError, OSError, ctypes.ArgumentError)
-_LOOP_MIN, _LOOP_MAX = 4, 48  # tokens in a phrase that counts as a loop when repeated
 
 
 def _import_llama() -> Any:
@@ -306,27 +306,10 @@ class LlamaCPU:
         log_z = top + float(np.log(np.exp(logits.astype(np.float64) - top).sum()))
         return token, float(logits[token]) - log_z
 
-    def _loop(self, out: list[int]) -> int:
-        """How many tokens to cut because the output repeats itself (0 if it does not).
-
-        A loop is the last ``n`` tokens (4 to 48) equal to the ``n`` before them, where the
-        phrase has letters and a space: "The year was 1940. The year was 1940. " is a loop;
-        the digits of "1000000" and a list like "1, 2, 1, 2" are not.
-        """
-        for n in range(_LOOP_MIN, min(_LOOP_MAX, len(out) // 2) + 1):
-            if out[-n:] == out[-2 * n : -n]:
-                phrase = self._text(out[-n:])
-                if " " in phrase.strip() and sum(c.isalpha() for c in phrase) >= 4:
-                    # cut the repeat, and the start of a sentence left before it if there is
-                    # one: "I am here. I| am here. I" keeps "I am here."
-                    for extra in range(n):
-                        if self._text(out[: -(n + extra)]).rstrip().endswith((".", "!", "?")):
-                            return n + extra
-                    return n
-        return 0
-
-    def _text(self, tokens: list[int]) -> str:
-        return str(self._llama.detokenize(tokens, special=False).decode("utf-8", errors="replace"))
+    def _text(self, tokens: Sequence[int]) -> str:
+        return str(
+            self._llama.detokenize(list(tokens), special=False).decode("utf-8", errors="replace")
+        )
 
     def complete(
         self,
@@ -407,7 +390,7 @@ class LlamaCPU:
                 self._kv.extend(pending)
                 pending = []
             allowed = grammar.allowed(matcher) if matcher is not None else grammar.text_tokens
-            loop = self._loop(out)
+            loop = loop_cut(out, self._text)
             if loop and matcher is None:  # free text that repeats itself is finished
                 del out[-loop:]
                 stop = "eos"
