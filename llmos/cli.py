@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from llmos.errors import LLMOSError, RunError, UsageError
-from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled
+from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled, Voted
 from llmos.peripherals.base import Peripheral, discover, discovery_errors
 
 __all__ = ["main"]
@@ -153,7 +153,7 @@ def _show(event: Event, *, verbose: bool) -> None:
             f"({event.reused_tokens} reused, {event.prefilled_tokens} prefilled); "
             f"{event.seconds:.2f} s[/]"
         )
-    elif verbose and isinstance(event, Paged | Scheduled):
+    elif verbose and isinstance(event, Paged | Scheduled | Voted):
         _err.print(f"[dim]{escape(event.model_dump_json())}[/]")
 
 
