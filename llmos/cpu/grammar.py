@@ -58,16 +58,14 @@ class Grammar:
         eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)]
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
         self.eog = frozenset(eog)
-        self.tokenizer, banned, self._pieces = _read_vocab(llama_cpp, vocab, self.n_vocab, self.eos)
+        self.tokenizer, banned, pieces = _read_vocab(llama_cpp, vocab, self.n_vocab, self.eos)
         self._grammar_ok = ~banned  # the grammar's own mask decides about EOS
         self._grammar_ok[self.eos] = True
         text_ok = ~banned
         text_ok[eog] = True
         self.text_tokens: Mask = text_ok
         # tokens that close a JSON string: where a looping string may be ended
-        self.closers: Mask = np.array(
-            [p.startswith(b'"') for p in self._pieces], dtype=np.bool_
-        ) & ~banned
+        self.closers: Mask = np.array([p.startswith(b'"') for p in pieces]) & ~banned
         self._bitmask = np.zeros((self.tokenizer.vocab_size + 31) // 32, dtype=np.int32)
         self._compiled: OrderedDict[str, Any] = OrderedDict()
 

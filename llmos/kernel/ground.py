@@ -272,7 +272,7 @@ def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool, values: bo
                 return False
             prop["pattern"] = words_pattern(words)
         elif kind == "numbers":
-            prop["pattern"] = expression_pattern(ev.trusted_numbers if sensitive else ev.numbers)
+            prop["pattern"] = expression_pattern(getattr(ev, f"{trusted}numbers"))
         elif kind in ("url", "path"):
             options = list(getattr(ev, f"{trusted}{kind}s"))
             if isinstance(prop.get("default"), str) and prop["default"] not in options:

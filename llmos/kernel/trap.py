@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmos.errors import Fault
+from llmos.kernel.syscall import ANSWER, format_call
 
 __all__ = ["Call", "cut_answer", "decode_call"]
 
 _MAX_CALL_CHARS = 64_000
 _SHAPE = 'write one JSON object: {"syscall": "<name>", "args": {...}}'
-_ANSWER_OPENING = '{"syscall": "answer", "args": {"text": "'
+# how an answer's text starts in the canonical form: '{"syscall": "answer", "args": {"text": "'
+_ANSWER_OPENING = format_call(ANSWER, {"text": ""}).removesuffix('"}}')
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,8 @@ class _Lexicon:
 
     K1, B = 1.5, 0.75  # the usual Okapi constants
 
-    def __init__(self) -> None:
+    def __init__(self, cache_pages: int) -> None:
+        self.cache_pages = cache_pages  # more vectors than this: leave search to the HNSW
         self.ids: builtins.list[str] = []
         self.meta: builtins.list[dict[str, Any]] = []
         self.texts: builtins.list[str] = []  # kept so a hit needs no second store round trip
@@ -162,6 +163,8 @@ class _Lexicon:
             row = np.asarray(vector, dtype=np.float32)
             self.rows.append(row / max(float(np.linalg.norm(row)), 1e-12))
             self._matrix = None
+            if len(self.rows) > self.cache_pages:
+                self.rows = None  # too many to search exactly: the store's HNSW does it
         self.ids.append(page_id)
         self.meta.append(meta)
         self.texts.append(text)
@@ -451,7 +454,7 @@ class ChromaDisk:
         """The keyword index of ``pid``'s pages (or all pages), built on first use."""
         lex = self._lexicons.get(pid)
         if lex is None:
-            lex = _Lexicon()
+            lex = _Lexicon(self.cache_pages)
             offset = 0
             while True:
                 with _store_errors("read pages for the keyword index"):
@@ -461,8 +464,6 @@ class ChromaDisk:
                 for i, doc, meta, vec in zip(got["ids"], got["documents"], got["metadatas"],
                                              got["embeddings"], strict=True):
                     lex.add(i, doc, dict(meta), vec)
-                if lex.rows is not None and len(lex.rows) > self.cache_pages:
-                    lex.rows = None  # too many to search exactly: the store's HNSW does it
                 if len(got["ids"]) < self._batch:
                     break
                 offset += self._batch
@@ -478,8 +479,6 @@ class ChromaDisk:
                 del self._lexicons[scope]
             else:
                 lex.add(page.id, page.text, _meta(page), vector)
-                if lex.rows is not None and len(lex.rows) > self.cache_pages:
-                    lex.rows = None
 
     def refresh(self) -> None:
         """Forget the in-process keyword index (call after another kernel wrote the store)."""
