@@ -82,3 +82,26 @@ def test_a_peripheral_that_raises_does_not_crash_the_kernel(cpu: LlamaCPU) -> No
     # and the kernel keeps serving
     kernel2 = Kernel(cpu, peripherals=[Calculator()])
     assert "56088" in kernel2.run(kernel2.spawn(), "What is 123 * 456?").text
+
+
+def test_a_run_whose_budget_is_one_step_answers_on_the_real_model(cpu: LlamaCPU) -> None:
+    kernel = Kernel(cpu, params=Params(max_steps=1))  # the calculator is mounted
+    reply = kernel.run(kernel.spawn(), "What is 123 * 456?")
+    assert reply.text and not reply.calls  # the last step may only answer
+
+
+def test_an_answer_cut_at_the_token_budget_is_kept_on_the_real_model(cpu: LlamaCPU) -> None:
+    kernel = Kernel(cpu, peripherals=[], params=Params(max_call_tokens=8))
+    reply = kernel.run(kernel.spawn(), "Tell me the whole history of the Roman Empire.")
+    assert reply.text.endswith("…") and len(reply.text) > 1
+    assert not [e for e in reply.trace if isinstance(e, Faulted)]
+
+
+def test_system_2_votes_on_the_real_model(cpu: LlamaCPU) -> None:
+    from llmos.kernel.trace import Voted
+
+    kernel = Kernel(cpu, params=Params(samples=3))
+    reply = kernel.run(kernel.spawn(), "What is 123456789 * 987654321?")
+    votes = [e for e in reply.trace if isinstance(e, Voted)]
+    assert votes and all(len(v.candidates) == 3 for v in votes)
+    assert "121932631112635269" in reply.text
