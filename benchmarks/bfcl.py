@@ -51,10 +51,10 @@ from llmos.cpu.llama import LlamaCPU
 from llmos.errors import LLMOSError, RunError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.loader import default_system
-from llmos.kernel.trace import Called, Decoded, Event
 from llmos.kernel.trap import decode_call
 from llmos.params import Params
 from llmos.peripherals.base import Example, Peripheral, SyscallSpec
+from llmos.trace import Called, Decoded, Event
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")
 RESULT = "ok"  # what a simulated function returns: BFCL scores calls, it executes nothing

@@ -36,9 +36,9 @@ from benchmarks._common import (
 from llmos.cpu.llama import LlamaCPU
 from llmos.errors import LLMOSError, RunError
 from llmos.kernel.boot import Kernel
-from llmos.kernel.trace import Called
 from llmos.peripherals.calculator import Calculator
 from llmos.peripherals.python import Python
+from llmos.trace import Called
 
 FEW_SHOT = """\
 Question: A shop sells pencils for 3 dollars each. Tom buys 4 pencils and pays with a 20 dollar \

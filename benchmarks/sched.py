@@ -40,9 +40,9 @@ from llmos.cpu.llama import LlamaCPU
 from llmos.kernel.boot import Kernel
 from llmos.kernel.proc import Process
 from llmos.kernel.sched import Reply
-from llmos.kernel.trace import Decoded, Scheduled
 from llmos.params import Params
 from llmos.peripherals.base import peripheral
+from llmos.trace import Decoded, Scheduled
 
 SIZES = (512, 1024, 2048)
 CITIES = [("Paris", "Rome"), ("Oslo", "Lima"), ("Cairo", "Quito"), ("Tokyo", "Perth")]

@@ -44,7 +44,7 @@ def main() -> None:
         kernel = Kernel(disk=ChromaDisk(folder), peripherals=[])
         proc = kernel.spawn(ram_tokens=1024)
         for fact in facts():
-            for event in proc.feed(fact):
+            for event in kernel.feed(proc, fact):
                 n, now = len(event.page_ids), event.resident_tokens
                 print(f"paged out {n} pages; RAM now {now} tokens")
         print(f"RAM holds {proc.ram.tokens} of {proc.ram.budget} tokens; "

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from llmos.errors import RunError
 from llmos.kernel.boot import Kernel
-from llmos.kernel.trace import Called
 from llmos.peripherals.filesystem import FileSystem
+from llmos.trace import Called
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from llmos.errors import LLMOSError, RunError, UsageError
-from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled, Voted
 from llmos.peripherals.base import Peripheral, discover, discovery_errors
+from llmos.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled, Voted
 
 __all__ = ["main"]
 
@@ -189,7 +189,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         with Progress(console=_err, transient=True, disable=quiet) as bar:
             task = bar.add_task("loading history", total=len(history))
             for role, text, source in history:
-                proc.feed(text, role=role, source=source)  # type: ignore[arg-type]
+                kernel.feed(proc, text, role=role, source=source)  # type: ignore[arg-type]
                 bar.advance(task)
     observe = None if quiet else (lambda e: _show(e, verbose=ns.verbose))
     try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmos.kernel.trace import Event
+    from llmos.trace import Event
 
 __all__ = [
     "CPUError",

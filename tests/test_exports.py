@@ -20,7 +20,7 @@ PUBLIC = {
     },
     "llmos.cpu": {"CPU", "Decoding", "LlamaCPU"},
     "llmos.memory": {
-        "RAM", "AuditRow", "ChromaDisk", "Disk", "Hit", "MemoryDevice", "Page", "PageKind",
+        "RAM", "AuditRow", "ChromaDisk", "Disk", "Hit", "Page", "PageKind", "PageStats",
         "Pager", "Trust",
     },
     "llmos.kernel": {

@@ -5,7 +5,7 @@ from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcState, ProcStats, Quota
 from llmos.kernel.sched import NeedCPU, NeedDevice, Reply, drive, turn
 from llmos.kernel.syscall import Outcome, SyscallTable
-from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled
+from llmos.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled
 
 __all__ = [
     "Answered",

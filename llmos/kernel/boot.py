@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
 
 from llmos.cpu.base import CPU
-from llmos.errors import UsageError
+from llmos.errors import ContextOverflow, UsageError
 from llmos.kernel.loader import default_system, render_header
+from llmos.kernel.memdev import MemoryDevice
 from llmos.kernel.policy import Policy
-from llmos.kernel.proc import Process, Quota
+from llmos.kernel.proc import Process, ProcStats, Quota
 from llmos.kernel.sched import Observer, Reply, Scheduler, drive, turn
 from llmos.kernel.syscall import SyscallTable
 from llmos.memory.disk import Disk
 from llmos.memory.page import Page
-from llmos.memory.pager import MemoryDevice, Pager
+from llmos.memory.pager import Pager
 from llmos.memory.ram import RAM
 from llmos.params import Params
 from llmos.peripherals.base import Peripheral
+from llmos.trace import Event
 
 __all__ = ["Kernel", "default_peripherals"]
 
@@ -95,11 +98,7 @@ class Kernel:
             dev.open()
             self.peripherals[dev.name] = dev
         self.processes: dict[int, Process] = {}
-        p = self.params
-        self.pager = Pager(
-            disk, cpu=cpu, high=p.page_high, low=p.page_low, page_in_k=p.page_in_k,
-            threshold=p.page_in_threshold, summary_tokens=p.summary_tokens,
-        )
+        self.pager = Pager(disk, cpu=cpu, params=self.params)
         self._next_pid = 1
         if disk is not None:
             meta = disk.load_snapshot(0) or {}
@@ -151,10 +150,6 @@ class Kernel:
         devices = self._select(
             None if peripherals is None else [p for p in peripherals if p != "memory"]
         )
-        holder: list[Process] = []
-        if self.disk is not None and (peripherals is None or "memory" in peripherals):
-            devices.append(MemoryDevice(self.pager, lambda: holder[0]))
-        table = SyscallTable(devices, strict=self.params.strict)
         default_budget = self.cpu.n_ctx - self.params.max_call_tokens
         budget = ram_tokens or self.params.ram_tokens or default_budget
         if budget + self.params.max_call_tokens > self.cpu.n_ctx:
@@ -163,18 +158,16 @@ class Kernel:
                 f"instruction exceeds the model's context of {self.cpu.n_ctx} tokens",
                 code="ram-budget",
             )
+        ram, stats = RAM(self.cpu.count_tokens, budget, pid=pid), ProcStats()
+        if self.disk is not None and (peripherals is None or "memory" in peripherals):
+            devices.append(MemoryDevice(self.disk, ram, stats))
+        table = SyscallTable(devices, strict=self.params.strict)
         text = system if system is not None else default_system()
-        header = render_header(text, table, per_device=self.params.examples_per_device)
+        ram.header = render_header(text, table, per_device=self.params.examples_per_device)
         proc = Process(
-            pid=pid,
-            system=text,
-            table=table,
-            ram=RAM(self.cpu.count_tokens, budget, header),
-            priority=priority,
+            pid=pid, system=text, table=table, ram=ram, stats=stats, priority=priority,
             quota=quota or Quota(),
-            pager=self.pager,
         )
-        holder.append(proc)
         room = budget - proc.ram.fixed_tokens
         if room < _MIN_JOURNAL_TOKENS:
             raise UsageError(
@@ -186,6 +179,57 @@ class Kernel:
             )
         self.processes[proc.pid] = proc
         return proc
+
+    def feed(
+        self,
+        proc: Process,
+        text: str,
+        *,
+        role: Literal["user", "model", "device"] = "user",
+        source: str | None = None,
+    ) -> list[Event]:
+        """Append a page to ``proc`` without a decode step (history loading); the pager applies.
+
+        Args:
+            proc: a process spawned by this kernel.
+            text: the page's text.
+            role: who said it: the user, the model, or a device (a result).
+            source: provenance; anything other than ``user``/``model`` (a URL, a file) makes
+                the page untrusted.
+
+        Returns:
+            the pager's events (page-outs) this page caused.
+
+        Raises:
+            ContextOverflow: the page alone is larger than what RAM can ever hold; nothing is
+                appended.
+        """
+        if not text.strip():
+            raise UsageError("feed() got an empty text", code="empty")
+        self._own(proc)
+        src = source or ("model" if role == "model" else "user")
+        kind: Literal["message", "result"] = "result" if role == "device" else "message"
+        page = Page(pid=proc.pid, kind=kind, role=role, text=text, source=src,
+                    trust="trusted" if src in ("user", "model") else "untrusted")
+        proc.acquire()
+        try:
+            ram = proc.ram
+            ram.append(page)
+            if page.tokens + ram.fixed_tokens > ram.budget:
+                ram.remove([page.id])
+                raise ContextOverflow(
+                    f"the page takes {page.tokens} tokens but RAM holds {ram.budget} "
+                    f"with {ram.fixed_tokens} fixed: split the text, or raise ram_tokens"
+                )
+            events: list[Event] = []
+            self.pager.relieve(ram, proc.stats, events, step=proc.stats.steps)
+            return events
+        finally:
+            proc.release()
+
+    def _own(self, proc: Process) -> None:
+        if self.processes.get(proc.pid) is not proc:
+            raise UsageError(f"process {proc.pid} does not belong to this kernel", code="no-proc")
 
     def run(self, proc: Process, message: str, *, observe: Observer | None = None) -> Reply:
         """Answer one message with ``proc``; returns the answer and its trace.
@@ -201,8 +245,7 @@ class Kernel:
         """
         if not message.strip():
             raise UsageError("the message is empty; say what the process should do", code="empty")
-        if proc.pid not in self.processes:
-            raise UsageError(f"process {proc.pid} does not belong to this kernel", code="no-proc")
+        self._own(proc)
         t = turn(
             proc, message, params=self.params, policy=self.policy, pager=self.pager,
             observe=observe,
@@ -240,10 +283,7 @@ class Kernel:
                     f"the message for process {proc.pid} is empty; say what it should do",
                     code="empty",
                 )
-            if self.processes.get(proc.pid) is not proc:
-                raise UsageError(
-                    f"process {proc.pid} does not belong to this kernel", code="no-proc"
-                )
+            self._own(proc)
         turns = {
             proc: turn(proc, message, params=self.params, policy=self.policy,
                        pager=self.pager, observe=observe)

@@ -18,16 +18,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from llmos.errors import ContextOverflow, UsageError
+from llmos.errors import UsageError
 from llmos.kernel.syscall import SyscallTable
 from llmos.memory.page import Page
+from llmos.memory.pager import PageStats
 from llmos.memory.ram import RAM
-
-if TYPE_CHECKING:
-    from llmos.kernel.trace import Event
-    from llmos.memory.pager import Pager
 
 __all__ = ["ProcState", "ProcStats", "Process", "Quota"]
 
@@ -75,8 +72,8 @@ class Quota:
 
 
 @dataclass
-class ProcStats:
-    """Counters of one process, across all its runs."""
+class ProcStats(PageStats):
+    """Counters of one process, across all its runs (the paging counters included)."""
 
     steps: int = 0
     decoded_tokens: int = 0
@@ -85,18 +82,9 @@ class ProcStats:
     reused_tokens: int = 0
     device_calls: int = 0
     faults: int = 0
-    page_outs: int = 0
-    page_ins: int = 0
-    page_faults: int = 0
-    recalls: int = 0
     cpu_seconds: float = 0.0  # wall time of its decodes on the CPU
     device_seconds: float = 0.0  # wall time of its device calls (off the CPU thread)
     switches: int = 0  # context switches onto the CPU that moved KV state
-
-    @property
-    def hit_rate(self) -> float:
-        """Share of explicit recalls served from RAM rather than disk (1.0 when none)."""
-        return 1.0 - self.page_faults / self.recalls if self.recalls else 1.0
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a plain dict (for traces and JSON)."""
@@ -128,52 +116,7 @@ class Process:
     stats: ProcStats = field(default_factory=ProcStats)
     priority: int = 0
     quota: Quota = field(default_factory=Quota)
-    pager: Pager | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def feed(
-        self,
-        text: str,
-        *,
-        role: Literal["user", "model", "device"] = "user",
-        source: str | None = None,
-    ) -> list[Event]:
-        """Append a page without a decode step (history loading); the pager still applies.
-
-        Args:
-            text: the page's text.
-            role: who said it: the user, the model, or a device (a result).
-            source: provenance; anything other than ``user``/``model`` (a URL, a file) makes
-                the page untrusted.
-
-        Returns:
-            the pager's events (page-outs) this page caused.
-
-        Raises:
-            ContextOverflow: the page alone is larger than what RAM can ever hold; nothing is
-                appended.
-        """
-        if not text.strip():
-            raise UsageError("feed() got an empty text", code="empty")
-        src = source or ("model" if role == "model" else "user")
-        kind: Literal["message", "result"] = "result" if role == "device" else "message"
-        page = Page(pid=self.pid, kind=kind, role=role, text=text, source=src,
-                    trust="trusted" if src in ("user", "model") else "untrusted")
-        self.acquire()
-        try:
-            self.ram.append(page)
-            if page.tokens + self.ram.fixed_tokens > self.ram.budget:
-                self.ram.remove([page.id])
-                raise ContextOverflow(
-                    f"the page takes {page.tokens} tokens but RAM holds {self.ram.budget} "
-                    f"with {self.ram.fixed_tokens} fixed: split the text, or raise ram_tokens"
-                )
-            events: list[Event] = []
-            if self.pager is not None:
-                self.pager.relieve(self, events)
-            return events
-        finally:
-            self.release()
 
     @property
     def pages(self) -> list[Page]:

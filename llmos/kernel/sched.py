@@ -52,10 +52,12 @@ from llmos.kernel.ground import step_schema
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcState
 from llmos.kernel.syscall import ANSWER, Outcome, format_call
-from llmos.kernel.trace import Answered, Called, Decoded, Event, Faulted, Scheduled, Voted
 from llmos.kernel.trap import cut_answer, decode_call
 from llmos.memory.page import Page
+from llmos.memory.pager import PageStats
+from llmos.memory.ram import RAM
 from llmos.params import Params
+from llmos.trace import Answered, Called, Decoded, Event, Faulted, Scheduled, Voted
 
 __all__ = ["NeedCPU", "NeedDevice", "Reply", "Scheduler", "drive", "turn", "vote"]
 
@@ -121,11 +123,13 @@ Turn = Generator[NeedCPU | NeedDevice, Any, Reply]
 class MMU(Protocol):
     """What the instruction cycle needs from the pager (``llmos.memory.pager.Pager``)."""
 
-    def recall(self, proc: Process, message: str, trace: list[Event]) -> None:
+    def recall(
+        self, ram: RAM, stats: PageStats, message: str, trace: list[Event], *, step: int = 0
+    ) -> None:
         """Page in what ``message`` needs, ahead of it in the journal."""
         ...
 
-    def fit(self, proc: Process, trace: list[Event]) -> None:
+    def fit(self, ram: RAM, stats: PageStats, trace: list[Event], *, step: int = 0) -> None:
         """Keep RAM under budget before a step."""
         ...
 
@@ -189,12 +193,12 @@ def turn(
             )
 
     if pager is not None:  # what the message needs from disk goes ahead of it
-        pager.recall(proc, message, trace)
+        pager.recall(proc.ram, proc.stats, message, trace, step=proc.stats.steps)
     proc.ram.append(Page(pid=proc.pid, kind="message", role="user", text=message, source=source))
     for step in range(1, max_steps + 1):
         check("max_seconds", round(time.monotonic() - started, 2), max_seconds, "s")
         if pager is not None:
-            pager.fit(proc, trace)
+            pager.fit(proc.ram, proc.stats, trace, step=proc.stats.steps)
         proc.ram.check()
         # the last step may only answer: a run that used its budget ends with what it found
         # instead of a call whose result nobody would read
@@ -243,7 +247,7 @@ def turn(
             text, filtered = policy.egress(str(args.model_dump()["text"]), proc.ram.pages)
             trace.append(Answered(pid=proc.pid, step=step, text=text, filtered=filtered))
             if pager is not None:  # the answer joined RAM: leave it within budget between turns
-                pager.fit(proc, trace)
+                pager.fit(proc.ram, proc.stats, trace, step=proc.stats.steps)
             return Reply(text=text, trace=list(trace), pid=proc.pid)
         if last:  # an ungrounded CPU ignored the answer-only grammar: nothing more may run
             break

@@ -1,12 +1,15 @@
 """Memory: RAM (the context window), the pager, and disk (the page store).
 
+The memory wing imports nothing of the kernel: the pager works on a ``RAM`` and its
+``PageStats``; the ``memory`` device the model calls is the kernel's (``llmos.kernel.memdev``).
+
 The embedder (``llmos.memory.embed.MiniLMEmbedder``) is imported from its module: it loads
 chromadb, which ``import llmos`` does not.
 """
 
 from llmos.memory.disk import AuditRow, ChromaDisk, Disk, Hit
 from llmos.memory.page import Page, PageKind, Trust
-from llmos.memory.pager import MemoryDevice, Pager
+from llmos.memory.pager import Pager, PageStats
 from llmos.memory.ram import RAM
 
 __all__ = [  # noqa: RUF022 (plain sorted order, as the export test pins)
@@ -14,9 +17,9 @@ __all__ = [  # noqa: RUF022 (plain sorted order, as the export test pins)
     "ChromaDisk",
     "Disk",
     "Hit",
-    "MemoryDevice",
     "Page",
     "PageKind",
+    "PageStats",
     "Pager",
     "RAM",
     "Trust",

@@ -67,3 +67,10 @@ class Page(BaseModel):
     def trusted(self) -> bool:
         """True when the page came from the user, the model or a trusted device."""
         return self.trust == "trusted"
+
+    def head(self, chars: int = 80) -> str:
+        """The page's text on one line, cut to ``chars`` (a summary without its id list)."""
+        text = " ".join(self.text.split())
+        if self.kind == "summary" and text.startswith("(paged out"):
+            text = text.split(") ", 1)[-1]
+        return text if len(text) <= chars else text[: chars - 1] + "…"

@@ -80,13 +80,18 @@ class RAM:
         count_tokens: the CPU's tokenizer, so every count is exact.
         budget: tokens the rendered context may take (header + journal).
         header: the prefix-stable program text (system, syscall table, examples).
+        pid: the process whose context window this is (its pages and the pager's events
+            carry it).
     """
 
-    def __init__(self, count_tokens: Callable[[str], int], budget: int, header: str = "") -> None:
+    def __init__(
+        self, count_tokens: Callable[[str], int], budget: int, header: str = "", *, pid: int = 0
+    ) -> None:
         if budget <= 0:
             raise UsageError(f"RAM budget must be positive (got {budget})", code="ram-budget")
         self._count = count_tokens
         self.budget = budget
+        self.pid = pid
         self._pages: list[Page] = []
         self._rendered: dict[str, str] = {}  # page id -> its text in the context (stable)
         self._measured: tuple[int, int] = (-1, 0)  # (version, tokens of the whole render)

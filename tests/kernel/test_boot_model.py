@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from llmos.cpu.llama import LlamaCPU
 from llmos.errors import StepLimitExceeded
 from llmos.kernel.boot import Kernel
-from llmos.kernel.trace import Answered, Called, Decoded, Faulted
 from llmos.params import Params
 from llmos.peripherals.calculator import Calculator, EvaluateArgs
+from llmos.trace import Answered, Called, Decoded, Faulted
 
 pytestmark = pytest.mark.model
 
@@ -98,7 +98,7 @@ def test_an_answer_cut_at_the_token_budget_is_kept_on_the_real_model(cpu: LlamaC
 
 
 def test_system_2_votes_on_the_real_model(cpu: LlamaCPU) -> None:
-    from llmos.kernel.trace import Voted
+    from llmos.trace import Voted
 
     kernel = Kernel(cpu, params=Params(samples=3))
     reply = kernel.run(kernel.spawn(), "What is 123456789 * 987654321?")

@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 from llmos.errors import StepLimitExceeded, UsageError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.policy import Policy
-from llmos.kernel.trace import Answered, Called, Decoded, Faulted
 from llmos.kernel.trap import cut_answer
 from llmos.peripherals.base import Document, Fault, Peripheral, free_text, peripheral, syscall
 from llmos.testing import ScriptedCPU
+from llmos.trace import Answered, Called, Decoded, Faulted
 
 
 @peripheral
@@ -394,8 +394,8 @@ def test_a_call_may_only_write_the_fields_its_syscall_declares() -> None:
 
 
 def test_system_2_decodes_several_candidates_and_follows_the_majority() -> None:
-    from llmos.kernel.trace import Voted
     from llmos.params import Params
+    from llmos.trace import Voted
 
     script = [
         call("answer", text="It is 5."),  # the greedy candidate answers from its prior...

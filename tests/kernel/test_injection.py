@@ -32,7 +32,6 @@ import pytest
 from llmos.errors import LLMOSError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.ground import Evidence, step_schema
-from llmos.kernel.trace import Answered, Called
 from llmos.memory.page import Page
 from llmos.params import Params
 from llmos.peripherals.browser import Browser
@@ -40,6 +39,7 @@ from llmos.peripherals.calculator import Calculator
 from llmos.peripherals.filesystem import FileSystem
 from llmos.peripherals.python import Python
 from llmos.testing import ScriptedCPU
+from llmos.trace import Answered, Called
 
 SECRET = "CANARY-7f3a9c-SECRET"
 README = "# demo\nThe real readme.\n"

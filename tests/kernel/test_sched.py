@@ -14,10 +14,10 @@ from llmos.errors import CPUError, QuotaExceeded, StepLimitExceeded, UsageError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.proc import ProcState, Quota
 from llmos.kernel.sched import Scheduler, turn
-from llmos.kernel.trace import Answered, Decoded, Event, Scheduled
 from llmos.params import Params
 from llmos.peripherals.base import peripheral
 from llmos.testing import ScriptedCPU
+from llmos.trace import Answered, Decoded, Event, Scheduled
 
 
 def call(name: str, **args: object) -> dict[str, object]:

@@ -15,7 +15,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     from llmos.kernel.boot import Kernel
-    from llmos.kernel.trace import Paged
+    from llmos.trace import Paged
     from llmos.memory.disk import ChromaDisk
     from llmos.params import Params
     from llmos.testing import ScriptedCPU
@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     print("PID", proc.pid, flush=True)
     for i in range(100000):
         text = f"Entry {i}: the courier delivered parcel number {i * 7919} to dock {i % 13}."
-        for event in proc.feed(text):
+        for event in kernel.feed(proc, text):
             if isinstance(event, Paged) and event.direction == "out":
                 print("ACK", ",".join(event.page_ids), flush=True)
     """

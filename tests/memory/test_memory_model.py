@@ -8,8 +8,8 @@ import pytest
 
 from llmos.cpu.llama import LlamaCPU
 from llmos.kernel.boot import Kernel
-from llmos.kernel.trace import Paged
 from llmos.memory.disk import ChromaDisk
+from llmos.trace import Paged
 
 pytestmark = pytest.mark.model
 
@@ -40,7 +40,7 @@ def test_sixty_facts_in_1024_tokens_and_an_early_one_comes_back(
     facts = _facts()
     assert len(facts) == 60
     for fact in facts:
-        proc.feed(fact)
+        kernel.feed(proc, fact)
         assert proc.ram.tokens <= proc.ram.budget
     assert proc.stats.page_outs > 20
     assert facts[1] not in [p.text for p in proc.ram]  # Bruno's fruit was paged out

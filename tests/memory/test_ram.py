@@ -7,24 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmos.errors import ContextOverflow
-from llmos.kernel.trace import Event
 from llmos.memory.page import Page
-from llmos.memory.pager import Pager
+from llmos.memory.pager import Pager, PageStats
 from llmos.memory.ram import RAM
+from llmos.params import Params
 from llmos.testing import ScriptedCPU
+from llmos.trace import Event
 
 _count = ScriptedCPU([]).count_tokens
-
-
-class _Proc:
-    """The slice of a Process the pager touches."""
-
-    def __init__(self, ram: RAM) -> None:
-        from llmos.kernel.proc import ProcStats
-
-        self.pid = 1
-        self.ram = ram
-        self.stats = ProcStats()
 
 
 _op = st.one_of(
@@ -37,8 +27,8 @@ _op = st.one_of(
 @given(budget=st.integers(200, 600), ops=st.lists(_op, min_size=1, max_size=40))
 def test_budget_groups_and_pins_hold(budget: int, ops: list[tuple[str, int, bool]]) -> None:
     ram = RAM(_count, budget, header="header text " * 5)
-    pager = Pager(None, summary_tokens=0)
-    proc = _Proc(ram)
+    pager = Pager(None, params=Params(summary_tokens=0))
+    stats = PageStats()
     pinned: set[str] = set()
     events: list[Event] = []
     for n, (kind, words, pin) in enumerate(ops):
@@ -51,7 +41,7 @@ def test_budget_groups_and_pins_hold(budget: int, ops: list[tuple[str, int, bool
             ram.append(Page(kind="call", role="model", text=text, group=f"g{n}"))
             ram.append(Page(kind="result", role="device", text=text, group=f"g{n}"))
         try:
-            pager.relieve(proc, events)  # type: ignore[arg-type]
+            pager.relieve(ram, stats, events)
         except ContextOverflow as exc:
             # only when what cannot move (header, pinned pages) already exceeds the budget,
             # or what is left after evicting everything does

@@ -1,11 +1,12 @@
 """The trace: typed events of what a run did, in order.
 
 Every event is a frozen pydantic model with a ``type`` tag, so a trace serialises to JSON and
-back (``llmos run --json``) and a program can match on events without parsing text. The
-kernel appends; nothing rewrites a trace.
+back (``llmos run --json``) and a program can match on events without parsing text. Events
+are appended as they happen; nothing rewrites a trace.
 
-Neighbours: ``llmos.kernel.boot`` records decode, call and answer events; the pager records
-page events; the scheduler records switch events.
+This module sits below every layer (it imports nothing of llmos), so each may record: the
+instruction cycle (``llmos.kernel.cycle``) records decode, call, fault and answer events, the
+pager (``llmos.memory.pager``) page events, the scheduler switch events.
 """
 
 from __future__ import annotations
