@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from llmos.cpu.base import Decoding
-from llmos.cpu.kv import Switch
+from llmos.cpu.base import Decoding, Switch
 from llmos.cpu.llama import LlamaCPU
 from llmos.kernel.boot import Kernel
 from llmos.kernel.proc import Process
@@ -139,6 +138,9 @@ class FixedCallCPU:
 
     def switch(self, slot: Hashable) -> Switch:
         return self.inner.switch(slot)
+
+    def forget(self, slot: Hashable) -> None:
+        self.inner.forget(slot)
 
     def complete(
         self,

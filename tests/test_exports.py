@@ -18,7 +18,7 @@ PUBLIC = {
         "NeedsApproval", "Peripheral", "Prefixed", "Python", "ReadOnly", "SyscallSpec",
         "discover", "free_text", "grounded", "peripheral", "syscall",
     },
-    "llmos.cpu": {"CPU", "Decoding", "LlamaCPU"},
+    "llmos.cpu": {"CPU", "Decoding", "LlamaCPU", "Switch", "Switching"},
     "llmos.memory": {
         "RAM", "AuditRow", "ChromaDisk", "Disk", "Hit", "Page", "PageKind", "PageStats",
         "Pager", "Trust",

@@ -14,8 +14,13 @@ Invariants:
   ``stop == "length"`` and is never passed off as whole (the kernel turns it into a fault
   the model reads: "your call was cut short").
 
-Neighbours: ``llmos.kernel.sched`` calls ``complete`` once per step; ``llmos.memory.ram``
-calls ``count_tokens`` for every page.
+Optional abilities: a backend that keeps per-process KV state also implements
+:class:`Switching` (``switch`` a slot onto the CPU and report its cost, ``forget`` a slot whose
+process ended). The kernel checks for it once, when it boots, and asks for nothing else.
+
+Neighbours: the instruction cycle (``llmos.kernel``) calls ``complete`` once per step;
+``llmos.memory.ram`` calls ``count_tokens`` for every page; ``llmos.cpu.kv`` does the switching
+for ``LlamaCPU``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["CPU", "Decoding"]
+__all__ = ["CPU", "Decoding", "Switch", "Switching"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,35 @@ class Decoding:
     logprob: float
     seconds: float
     stop: Literal["grammar", "length", "eos"]
+
+
+@dataclass(frozen=True)
+class Switch:
+    """What one context switch did and cost.
+
+    Attributes:
+        from_slot: the slot that owned the context before.
+        to_slot: the slot that owns it now.
+        saved_bytes: bytes of KV state copied out for ``from_slot`` (0: nothing resident).
+        save_seconds: time to copy them out.
+        restored_bytes: bytes of KV state copied in for ``to_slot``.
+        restore_seconds: time to copy them in (and read them from a file if spilled).
+        restored_tokens: tokens whose KV state came back (no re-prefill needed for them).
+        source: where ``to_slot``'s state came from: ``memory``, a spilled ``file``, ``none``
+            (no saved state: the slot reuses the prefix it shares with the current context),
+            or ``same`` (the slot already owned the context; nothing moved).
+        spilled_bytes: bytes of colder states this switch moved from memory to files.
+    """
+
+    from_slot: Hashable
+    to_slot: Hashable
+    saved_bytes: int = 0
+    save_seconds: float = 0.0
+    restored_bytes: int = 0
+    restore_seconds: float = 0.0
+    restored_tokens: int = 0
+    source: Literal["memory", "file", "none", "same"] = "same"
+    spilled_bytes: int = 0
 
 
 @runtime_checkable
@@ -94,4 +128,17 @@ class CPU(Protocol):
             slot: whose KV state this is (a process id); backends that keep several
                 sequences resident keep one per slot.
         """
+        ...
+
+
+@runtime_checkable
+class Switching(Protocol):
+    """The optional abilities of a CPU that keeps per-process (per-slot) KV state."""
+
+    def switch(self, slot: Hashable) -> Switch:
+        """Give the context to ``slot``, saving the previous owner's state; say what it cost."""
+        ...
+
+    def forget(self, slot: Hashable) -> None:
+        """Drop ``slot``'s saved state (its process ended or left this CPU)."""
         ...

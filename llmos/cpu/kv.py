@@ -31,7 +31,8 @@ Invariants:
   cut at an arbitrary position; if a cut still fails, the cache is cleared and re-prefilled.
 
 Neighbours: ``llmos.cpu.llama.LlamaCPU`` owns one KV and decodes through it;
-``llmos.kernel.sched`` switches slots (one per process) and records each :class:`Switch`.
+the kernel switches slots (one per process) through the CPU's ``Switching`` ability
+(``llmos.cpu.base``) and records each :class:`~llmos.cpu.base.Switch`.
 """
 
 from __future__ import annotations
@@ -48,40 +49,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from llmos.cpu.base import Switch
 from llmos.errors import ContextOverflow, CPUError
 
-__all__ = ["KV", "Switch"]
+__all__ = ["KV"]
 
 _CHUNK = 1 << 20  # buffers grow in whole MiB, so a slot's next save usually fits its old buffer
-
-
-@dataclass(frozen=True)
-class Switch:
-    """What one context switch did and cost.
-
-    Attributes:
-        from_slot: the slot that owned the context before.
-        to_slot: the slot that owns it now.
-        saved_bytes: bytes of KV state copied out for ``from_slot`` (0: nothing resident).
-        save_seconds: time to copy them out.
-        restored_bytes: bytes of KV state copied in for ``to_slot``.
-        restore_seconds: time to copy them in (and read them from a file if spilled).
-        restored_tokens: tokens whose KV state came back (no re-prefill needed for them).
-        source: where ``to_slot``'s state came from: ``memory``, a spilled ``file``, ``none``
-            (no saved state: the slot reuses the prefix it shares with the current context),
-            or ``same`` (the slot already owned the context; nothing moved).
-        spilled_bytes: bytes of colder states this switch moved from memory to files.
-    """
-
-    from_slot: Hashable
-    to_slot: Hashable
-    saved_bytes: int = 0
-    save_seconds: float = 0.0
-    restored_bytes: int = 0
-    restore_seconds: float = 0.0
-    restored_tokens: int = 0
-    source: Literal["memory", "file", "none", "same"] = "same"
-    spilled_bytes: int = 0
 
 
 @dataclass

@@ -34,9 +34,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from llmos.cpu.base import Decoding
+from llmos.cpu.base import Decoding, Switch
 from llmos.cpu.grammar import Grammar, Mask
-from llmos.cpu.kv import KV, Switch
+from llmos.cpu.kv import KV
 from llmos.cpu.loops import loop_cut
 from llmos.errors import ContextOverflow, CPUError, LLMOSError, UsageError
 

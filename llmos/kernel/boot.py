@@ -25,7 +25,7 @@ from llmos.kernel.loader import default_system, render_header
 from llmos.kernel.memdev import MemoryDevice
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcStats, Quota
-from llmos.kernel.sched import Observer, Reply, Scheduler, drive, turn
+from llmos.kernel.sched import Decoder, Observer, Reply, Scheduler, drive, turn
 from llmos.kernel.syscall import SyscallTable
 from llmos.memory.disk import Disk
 from llmos.memory.page import Page
@@ -99,6 +99,7 @@ class Kernel:
             self.peripherals[dev.name] = dev
         self.processes: dict[int, Process] = {}
         self.pager = Pager(disk, cpu=cpu, params=self.params)
+        self._decoder = Decoder(cpu, self.params)  # checks the CPU's optional abilities once
         self._next_pid = 1
         if disk is not None:
             meta = disk.load_snapshot(0) or {}
@@ -250,7 +251,7 @@ class Kernel:
             proc, message, params=self.params, policy=self.policy, pager=self.pager,
             observe=observe,
         )
-        return drive(t, proc, self.cpu, params=self.params)
+        return drive(t, proc, self._decoder)
 
     def run_all(
         self,
@@ -319,9 +320,8 @@ class Kernel:
         finally:
             proc.release()
         self.processes.pop(proc.pid, None)
-        forget = getattr(self.cpu, "forget", None)
-        if callable(forget):  # its saved KV state is no longer needed on this CPU
-            forget(proc.pid)
+        if self._decoder.slots is not None:  # its saved KV state is no longer needed here
+            self._decoder.slots.forget(proc.pid)
 
     def resume(self, pid: int) -> Process:
         """Bring back a hibernated process; its devices must be mounted on this kernel."""

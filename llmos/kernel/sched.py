@@ -40,13 +40,12 @@ import queue
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
-from llmos.cpu.base import CPU, Decoding
-from llmos.cpu.kv import Switch
+from llmos.cpu.base import CPU, Decoding, Switch, Switching
 from llmos.errors import Fault, LLMOSError, QuotaExceeded, RunError, StepLimitExceeded, UsageError
 from llmos.kernel.ground import step_schema
 from llmos.kernel.policy import Policy
@@ -59,7 +58,7 @@ from llmos.memory.ram import RAM
 from llmos.params import Params
 from llmos.trace import Answered, Called, Decoded, Event, Faulted, Scheduled, Voted
 
-__all__ = ["NeedCPU", "NeedDevice", "Reply", "Scheduler", "drive", "turn", "vote"]
+__all__ = ["Decoder", "NeedCPU", "NeedDevice", "Reply", "Scheduler", "drive", "turn", "vote"]
 
 
 @dataclass(frozen=True)
@@ -134,15 +133,6 @@ class MMU(Protocol):
         ...
 
 Observer = Callable[[Event], None]
-
-
-@runtime_checkable
-class Switching(Protocol):
-    """A CPU that keeps per-process KV state and reports what a context switch cost."""
-
-    def switch(self, slot: Hashable) -> Switch:
-        """Give the context to ``slot``, saving the previous owner's state."""
-        ...
 
 
 class _Trace(list[Event]):
@@ -311,14 +301,31 @@ def _count(proc: Process, dec: Decoding) -> None:
     s.cpu_seconds += dec.seconds
 
 
+class Decoder:
+    """Serves the ``NeedCPU`` requests of turns on one CPU.
+
+    The CPU's optional abilities (:class:`~llmos.cpu.base.Switching`) are checked here, once:
+    ``slots`` is the CPU when it keeps per-process KV state, else None.
+    """
+
+    def __init__(self, cpu: CPU, params: Params) -> None:
+        self.cpu = cpu
+        self.params = params
+        self.slots: Switching | None = cpu if isinstance(cpu, Switching) else None
+
+    def __call__(self, proc: Process, req: NeedCPU) -> Decoding:
+        """Switch ``proc`` onto the CPU (recording what moved), then decode one instruction."""
+        if self.slots is not None:
+            sw = self.slots.switch(proc.pid)
+            if sw.source != "same":
+                proc.stats.switches += 1
+                req.trace.append(Scheduled(pid=proc.pid, step=req.step, what="switch_in",
+                                           detail=_switch_detail(sw)))
+        return _decode(self.cpu, proc, req, self.params)
+
+
 def _decode(cpu: CPU, proc: Process, req: NeedCPU, params: Params) -> Decoding:
-    """Switch ``proc`` onto the CPU (recording what moved), then decode one instruction."""
-    if isinstance(cpu, Switching):
-        sw = cpu.switch(proc.pid)
-        if sw.source != "same":
-            proc.stats.switches += 1
-            req.trace.append(Scheduled(pid=proc.pid, step=req.step, what="switch_in",
-                                       detail=_switch_detail(sw)))
+    """Decode one instruction; with System 2 on, several candidates chosen by vote."""
     first = cpu.complete(
         req.prompt, schema=req.schema, max_tokens=req.max_tokens,
         temperature=params.temperature, seed=params.seed, slot=proc.pid,
@@ -389,15 +396,15 @@ def _switch_detail(sw: Switch) -> dict[str, Any]:
     }
 
 
-def drive(t: Turn, proc: Process, cpu: CPU, *, params: Params) -> Reply:
-    """Run one turn to its end: decodes on ``cpu``, device calls in order on this thread."""
+def drive(t: Turn, proc: Process, decoder: Decoder) -> Reply:
+    """Run one turn to its end: decodes on the CPU, device calls in order on this thread."""
     proc.acquire()
     proc.state = ProcState.RUNNING
     try:
         request = next(t)
         while True:
             if isinstance(request, NeedCPU):
-                result: Any = _decode(cpu, proc, request, params)
+                result: Any = decoder(proc, request)
             else:
                 proc.state = ProcState.WAITING
                 result = proc.table.dispatch(request.name, request.args)
@@ -457,8 +464,7 @@ class Scheduler:
                 f"slice_steps and aging must be at least 1, not {slice_steps} and {aging}",
                 code="args",
             )
-        self.cpu = cpu
-        self.params = params
+        self.decoder = Decoder(cpu, params)
         self.slice_steps = slice_steps
         self.aging = aging
         self.workers = workers
@@ -575,7 +581,7 @@ class Scheduler:
                     return
                 steps = 0
             try:
-                task.inbox = _decode(self.cpu, proc, req, self.params)
+                task.inbox = self.decoder(proc, req)
             except Exception as exc:
                 self._finish(task, exc)
                 return

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from llmos.cpu.base import Decoding
-from llmos.cpu.kv import Switch
+from llmos.cpu.base import Decoding, Switch
 from llmos.errors import CPUError, QuotaExceeded, StepLimitExceeded, UsageError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.proc import ProcState, Quota
@@ -87,6 +86,9 @@ class SwitchingCPU(ProcCPU):
         return Switch(old, slot, saved_bytes=1000, save_seconds=0.001,
                       restored_bytes=1000 if had else 0, restore_seconds=0.001 if had else 0.0,
                       restored_tokens=10 if had else 0, source="memory" if had else "none")
+
+    def forget(self, slot: Hashable) -> None:
+        self.saved.discard(slot)
 
 
 @peripheral
