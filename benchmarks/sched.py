@@ -37,8 +37,8 @@ import numpy as np
 from llmos.cpu.base import Decoding, Switch
 from llmos.cpu.llama import LlamaCPU
 from llmos.kernel.boot import Kernel
+from llmos.kernel.cycle import Reply
 from llmos.kernel.proc import Process
-from llmos.kernel.sched import Reply
 from llmos.params import Params
 from llmos.peripherals.base import peripheral
 from llmos.trace import Decoded, Scheduled

@@ -20,9 +20,9 @@ from llmos.errors import (
     UsageError,
 )
 from llmos.kernel.boot import Kernel
+from llmos.kernel.cycle import Reply
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcState, Quota
-from llmos.kernel.sched import Reply
 from llmos.memory.page import Page
 from llmos.params import Params
 

@@ -29,4 +29,6 @@ class Params:
     page_in_k: int = 2  # pages demand paging may bring back per step (0 = off)
     page_in_threshold: float = 0.45  # cosine similarity a page needs to be paged in
     summary_tokens: int = 40  # tokens the CPU may write per page-out summary (0 = extractive)
+    slice_steps: int = 2  # decode steps a process may take in run_all before yielding the CPU
+    aging: int = 3  # slices a ready process is passed over before its priority rises by one
     strict: bool = False  # a peripheral that crashes raises PeripheralError instead of a fault

@@ -24,10 +24,9 @@ PUBLIC = {
         "Pager", "Trust",
     },
     "llmos.kernel": {
-        "Answered", "Called", "Decoded", "Event", "Faulted", "Kernel", "NeedCPU", "NeedDevice",
-        "Outcome", "Paged", "Policy", "ProcState", "ProcStats", "Process", "Quota", "Reply",
-        "Scheduled",
-        "SyscallTable", "drive", "turn",
+        "Answered", "Called", "Decoded", "Event", "Faulted", "Kernel", "Outcome", "Paged",
+        "Policy", "ProcState", "ProcStats", "Process", "Quota", "Reply", "Scheduled",
+        "SyscallTable", "Voted",
     },
 }
 

@@ -1,11 +1,14 @@
-"""The kernel's contracts: processes, the instruction cycle, syscalls, policy and the trace."""
+"""The kernel's contracts: processes, the instruction cycle, syscalls, policy and the trace.
+
+The trace events are defined in ``llmos.trace`` (below every layer) and re-exported here.
+"""
 
 from llmos.kernel.boot import Kernel
+from llmos.kernel.cycle import Reply
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcState, ProcStats, Quota
-from llmos.kernel.sched import NeedCPU, NeedDevice, Reply, drive, turn
 from llmos.kernel.syscall import Outcome, SyscallTable
-from llmos.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled
+from llmos.trace import Answered, Called, Decoded, Event, Faulted, Paged, Scheduled, Voted
 
 __all__ = [
     "Answered",
@@ -14,8 +17,6 @@ __all__ = [
     "Event",
     "Faulted",
     "Kernel",
-    "NeedCPU",
-    "NeedDevice",
     "Outcome",
     "Paged",
     "Policy",
@@ -26,6 +27,5 @@ __all__ = [
     "Reply",
     "Scheduled",
     "SyscallTable",
-    "drive",
-    "turn",
+    "Voted",
 ]

@@ -9,8 +9,9 @@ evicted under pressure go to disk and come back on demand, each process gets the
 device, and ``hibernate``/``resume`` move whole processes through the disk, so a process
 outlives the kernel that spawned it. Process ids are unique per disk.
 
-Neighbours: ``llmos.kernel.sched`` holds the instruction cycle; ``llmos.kernel.loader`` lays
-out the header; ``llmos.memory`` holds RAM, pager and disk; ``llmos.peripherals`` the devices.
+Neighbours: ``llmos.kernel.cycle`` holds the instruction cycle, ``llmos.kernel.sched`` drives
+it; ``llmos.kernel.loader`` lays out the header; ``llmos.kernel.memdev`` is the memory device;
+``llmos.memory`` holds RAM, pager and disk; ``llmos.peripherals`` the devices.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from typing import Literal
 
 from llmos.cpu.base import CPU
 from llmos.errors import ContextOverflow, UsageError
+from llmos.kernel.cycle import Observer, Reply, turn
 from llmos.kernel.loader import default_system, render_header
 from llmos.kernel.memdev import MemoryDevice
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcStats, Quota
-from llmos.kernel.sched import Decoder, Observer, Reply, Scheduler, drive, turn
+from llmos.kernel.sched import Decoder, Scheduler, drive
 from llmos.kernel.syscall import SyscallTable
 from llmos.memory.disk import Disk
 from llmos.memory.page import Page
@@ -258,7 +260,7 @@ class Kernel:
         messages: Mapping[Process, str],
         *,
         observe: Observer | None = None,
-        slice_steps: int = 2,
+        slice_steps: int | None = None,
     ) -> dict[Process, Reply]:
         """Answer one message per process, time-sharing the CPU; returns every reply.
 
@@ -268,7 +270,8 @@ class Kernel:
         Args:
             messages: what to say to each process.
             observe: called with each trace event of every process as it happens.
-            slice_steps: decode steps a process may take before yielding to another.
+            slice_steps: decode steps a process may take before yielding to another; None
+                = ``Params.slice_steps``.
 
         Returns:
             each process's :class:`Reply`. A process that fails (a quota, the step limit, a
@@ -290,7 +293,10 @@ class Kernel:
                        pager=self.pager, observe=observe)
             for proc, message in messages.items()
         }
-        return Scheduler(self.cpu, params=self.params, slice_steps=slice_steps).run(turns)
+        params = self.params
+        if slice_steps is not None:
+            params = dataclasses.replace(params, slice_steps=slice_steps)
+        return Scheduler(self.cpu, params=params).run(turns)
 
     def hibernate(self, proc: Process) -> None:
         """Write the whole process (RAM pages, counters, configuration) to disk.

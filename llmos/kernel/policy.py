@@ -14,8 +14,8 @@ Two walls that hold whatever the model was told by a page it read (DESIGN §6):
 Grounded arguments (``llmos.kernel.ground``) are the third wall: a sensitive call's URL or path
 must appear in a trusted page.
 
-Neighbours: ``llmos.kernel.sched`` asks ``allow_call`` before each dispatch and ``egress``
-before returning an answer.
+Neighbours: the instruction cycle (``llmos.kernel.cycle``) asks ``allow_call`` before each
+dispatch and ``egress`` before returning an answer.
 """
 
 from __future__ import annotations

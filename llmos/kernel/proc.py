@@ -9,7 +9,7 @@ States: ``ready`` → ``running`` → (``waiting`` on a device → ``ready``) �
 ``failed``. A process runs one message at a time: a second concurrent ``run`` on the same
 process is refused with a :class:`~llmos.errors.UsageError`, never interleaved.
 
-Neighbours: ``llmos.kernel.boot`` creates processes; ``llmos.kernel.sched`` steps them;
+Neighbours: ``llmos.kernel.boot`` creates processes; ``llmos.kernel.cycle`` steps them;
 ``llmos.memory.ram`` is their RAM.
 """
 

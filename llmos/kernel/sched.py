@@ -1,304 +1,42 @@
-"""The instruction cycle of a process, and the scheduler that time-shares the CPU among many.
+"""The scheduler: drives turns on the CPU, one at a time or time-shared among many.
 
-One *turn* answers one message. It is written as a generator that yields what it needs next:
-:class:`NeedCPU` (decode one instruction) or :class:`NeedDevice` (run one syscall), and
-receives the result. The turn itself never touches the CPU or a device, so a driver decides
-where work runs: :func:`drive` runs one turn to the end in order (``Kernel.run``); a
-:class:`Scheduler` interleaves many (``Kernel.run_all``), serving CPU requests on the calling
-thread (the CPU thread) and device requests on a thread pool, so the CPU decodes for one
-process while others wait on their devices.
-
-When a turn starts, the pager pages in what the message needs, ahead of it. One step:
-
-1. the pager fits RAM to the budget;
-2. the CPU decodes one syscall under the step's grounded grammar (``llmos.kernel.ground``);
-3. the trap parses it (``llmos.kernel.trap``): a malformed call, a call cut short at the token
-   limit, or a repeat of a call already made in this turn is a fault the model reads;
-4. ``answer`` ends the turn through the egress filter; any other call passes the policy and
-   goes to its device; the call and its result are appended to the journal as one group.
+A turn (``llmos.kernel.cycle``) yields what it needs next; a driver serves it. :func:`drive`
+runs one turn to the end in order (``Kernel.run``); a :class:`Scheduler` interleaves many
+(``Kernel.run_all``), serving CPU requests on the calling thread (the CPU thread) and device
+requests on a thread pool, so the CPU decodes for one process while others wait on their
+devices. Both serve CPU requests through one :class:`Decoder`, which switches the process onto
+the CPU (when the CPU has the ``Switching`` ability) and decodes (``llmos.kernel.vote``).
 
 Scheduling policy: the ready process with the highest *effective* priority gets the CPU
-(its ``priority`` plus one for every ``aging`` slices it was passed over while ready, so no
-process starves); equals take turns in arrival order (round-robin). A time slice is
-``slice_steps`` decode steps; at its end the process goes to the back of the run queue if
+(its ``priority`` plus one for every ``Params.aging`` slices it was passed over while ready, so
+no process starves); equals take turns in arrival order (round-robin). A time slice is
+``Params.slice_steps`` decode steps; at its end the process goes to the back of the run queue if
 another is ready. A device call ends the slice at once: the process waits off the CPU and is
 ready again when the device returns. Each switch onto the CPU restores the process's KV state
 (``LlamaCPU.switch``) instead of re-reading its context.
 
-Invariants: the journal is append-only during a turn (prefix-stable, so the CPU reuses its KV
-cache); every decoded instruction, call, fault, answer and scheduling event is in the trace;
-a turn ends with an answer or a :class:`~llmos.errors.RunError` carrying the trace; only the
-CPU thread advances turns, so a process's RAM is never touched by two threads; one process's
-error ends that process only.
+Invariants: every scheduling event is in the trace; only the CPU thread advances turns, so a
+process's RAM is never touched by two threads; one process's error ends that process only.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import queue
-import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from llmos.cpu.base import CPU, Decoding, Switch, Switching
-from llmos.errors import Fault, LLMOSError, QuotaExceeded, RunError, StepLimitExceeded, UsageError
-from llmos.kernel.ground import step_schema
-from llmos.kernel.policy import Policy
+from llmos.errors import LLMOSError, RunError, UsageError
+from llmos.kernel.cycle import NeedCPU, NeedDevice, Reply, Turn
 from llmos.kernel.proc import Process, ProcState
-from llmos.kernel.syscall import ANSWER, Outcome, format_call
-from llmos.kernel.trap import cut_answer, decode_call
-from llmos.memory.page import Page
-from llmos.memory.pager import PageStats
-from llmos.memory.ram import RAM
+from llmos.kernel.syscall import Outcome
+from llmos.kernel.vote import sample
 from llmos.params import Params
-from llmos.trace import Answered, Called, Decoded, Event, Faulted, Scheduled, Voted
+from llmos.trace import Event, Scheduled
 
-__all__ = ["Decoder", "NeedCPU", "NeedDevice", "Reply", "Scheduler", "drive", "turn", "vote"]
-
-
-@dataclass(frozen=True)
-class NeedCPU:
-    """A turn asks the CPU to decode one instruction (``trace``: the turn's, for the driver)."""
-
-    prompt: str
-    schema: Mapping[str, Any] | None
-    max_tokens: int
-    step: int = 0
-    trace: list[Event] = field(default_factory=list, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class NeedDevice:
-    """A turn asks for one validated, policy-checked syscall to be dispatched."""
-
-    name: str
-    args: Mapping[str, Any]
-    step: int = 0
-    trace: list[Event] = field(default_factory=list, repr=False, compare=False)
-
-
-@dataclass
-class Reply:
-    """What ``Kernel.run`` returns: the answer and everything that led to it.
-
-    Attributes:
-        text: the answer, after the egress filter ("" when the run failed).
-        trace: typed events in order (decodes, calls, faults, pages, scheduling).
-        pid: the process that answered.
-        error: why the run failed, in ``Kernel.run_all`` only (``Kernel.run`` raises it);
-            None when it answered.
-    """
-
-    text: str
-    trace: list[Event] = field(default_factory=list)
-    pid: int = 0
-    error: LLMOSError | None = None
-
-    @property
-    def calls(self) -> list[Called]:
-        """The device calls of this turn, in order."""
-        return [e for e in self.trace if isinstance(e, Called)]
-
-    @property
-    def ok(self) -> bool:
-        """True when the process answered."""
-        return self.error is None
-
-    def raise_for_error(self) -> Reply:
-        """Raise the run's error if it failed; return the reply otherwise (for chaining)."""
-        if self.error is not None:
-            raise self.error
-        return self
-
-
-Turn = Generator[NeedCPU | NeedDevice, Any, Reply]
-
-
-class MMU(Protocol):
-    """What the instruction cycle needs from the pager (``llmos.memory.pager.Pager``)."""
-
-    def recall(
-        self, ram: RAM, stats: PageStats, message: str, trace: list[Event], *, step: int = 0
-    ) -> None:
-        """Page in what ``message`` needs, ahead of it in the journal."""
-        ...
-
-    def fit(self, ram: RAM, stats: PageStats, trace: list[Event], *, step: int = 0) -> None:
-        """Keep RAM under budget before a step."""
-        ...
-
-Observer = Callable[[Event], None]
-
-
-class _Trace(list[Event]):
-    """A trace that also tells an observer about each event as it is appended."""
-
-    def __init__(self, observe: Observer | None) -> None:
-        super().__init__()
-        self._observe = observe
-
-    def append(self, event: Event) -> None:
-        super().append(event)
-        if self._observe is not None:
-            self._observe(event)
-
-
-def turn(
-    proc: Process,
-    message: str,
-    *,
-    params: Params,
-    policy: Policy,
-    pager: MMU | None = None,
-    source: str = "user",
-    observe: Observer | None = None,
-) -> Turn:
-    """Answer ``message`` as ``proc``: the generator a driver or scheduler runs.
-
-    ``observe`` is called with every event as it happens (the shell streams them). The
-    process's :class:`~llmos.kernel.proc.Quota` (falling back to ``params``) bounds the turn.
-    """
-    trace: list[Event] = _Trace(observe)
-    q = proc.quota
-    max_steps = q.max_steps or params.max_steps
-    max_calls = q.max_device_calls or params.max_device_calls
-    max_seconds = q.max_seconds or params.max_seconds
-    started = time.monotonic()
-    decoded = calls = 0
-    made: set[str] = set()  # the device calls of this turn, so a repeat can be refused
-
-    def check(name: str, used: float, limit: float | None, unit: str) -> None:
-        if limit is not None and used > limit:
-            raise QuotaExceeded(
-                f"process {proc.pid} needs {used:g} {unit} in this run, over its quota of "
-                f"{limit:g}; raise Quota.{name} (Kernel.spawn(..., quota=Quota({name}=...)))"
-                + (f" or Params.{name}" if hasattr(params, name) else ""),
-                quota=name,
-                trace=list(trace),
-            )
-
-    if pager is not None:  # what the message needs from disk goes ahead of it
-        pager.recall(proc.ram, proc.stats, message, trace, step=proc.stats.steps)
-    proc.ram.append(Page(pid=proc.pid, kind="message", role="user", text=message, source=source))
-    for step in range(1, max_steps + 1):
-        check("max_seconds", round(time.monotonic() - started, 2), max_seconds, "s")
-        if pager is not None:
-            pager.fit(proc.ram, proc.stats, trace, step=proc.stats.steps)
-        proc.ram.check()
-        # the last step may only answer: a run that used its budget ends with what it found
-        # instead of a call whose result nobody would read
-        last = step == max_steps
-        schema = (
-            step_schema(proc.table.specs, proc.ram.pages, answer_max_chars=params.answer_max_chars,
-                        values=params.ground_values, answer_only=last)
-            if params.ground
-            else None
-        )
-        request = NeedCPU(proc.ram.render(), schema, params.max_call_tokens, step, trace)
-        dec: Decoding = yield request
-        _count(proc, dec)
-        decoded += dec.decoded_tokens
-        trace.append(
-            Decoded(
-                pid=proc.pid, step=step, text=dec.text, prompt_tokens=dec.prompt_tokens,
-                reused_tokens=dec.reused_tokens, prefilled_tokens=dec.prefilled_tokens,
-                decoded_tokens=dec.decoded_tokens, forced_tokens=dec.forced_tokens,
-                seconds=dec.seconds,
-            )
-        )
-        check("max_decoded_tokens", decoded, q.max_decoded_tokens, "decoded tokens")
-        check("max_seconds", round(time.monotonic() - started, 2), max_seconds, "s")
-        group = uuid.uuid4().hex[:8]
-        cut = cut_answer(dec.text) if dec.stop == "length" else None
-        written = dec.text if cut is None else format_call(ANSWER, {"text": cut})
-        proc.ram.append(
-            Page(pid=proc.pid, kind="call", role="model", text=written, source="model",
-                 group=group)
-        )
-        try:
-            if cut is None and dec.stop == "length" and request.schema is not None:
-                raise Fault(
-                    f"your call was cut off after {dec.decoded_tokens} tokens before it was "
-                    "complete; write a shorter call (shorter code, fewer or shorter values)"
-                )
-            call = decode_call(written)
-            args = proc.table.validate(call.name, call.args)
-        except Fault as fault:
-            proc.stats.faults += 1
-            trace.append(Faulted(pid=proc.pid, step=step, message=fault.message, text=dec.text))
-            _observe(proc, f"Fault: {fault.message}", "kernel", True, group)
-            continue
-        if call.name == ANSWER:
-            text, filtered = policy.egress(str(args.model_dump()["text"]), proc.ram.pages)
-            trace.append(Answered(pid=proc.pid, step=step, text=text, filtered=filtered))
-            if pager is not None:  # the answer joined RAM: leave it within budget between turns
-                pager.fit(proc.ram, proc.stats, trace, step=proc.stats.steps)
-            return Reply(text=text, trace=list(trace), pid=proc.pid)
-        if last:  # an ungrounded CPU ignored the answer-only grammar: nothing more may run
-            break
-        spec = proc.table.specs[call.name]
-        dumped = args.model_dump(mode="json", by_alias=True)  # as the model wrote it
-        key = json.dumps([call.name, dumped], sort_keys=True)
-        if key in made:  # a small model can loop on one call until the step limit
-            proc.stats.faults += 1
-            message = (
-                f"you already called {call.name} with these arguments in this turn and its "
-                "result is above; answer the user now, or make a different call"
-            )
-            trace.append(Faulted(pid=proc.pid, step=step, message=message, text=dec.text))
-            _observe(proc, f"Fault: {message}", "kernel", True, group)
-            continue
-        made.add(key)
-        denial = policy.allow_call(spec, dumped, proc.ram.pages)
-        if denial:
-            proc.stats.faults += 1
-            trace.append(
-                Called(pid=proc.pid, step=step, syscall=call.name, args=dumped, result=denial,
-                       status="denied", source="policy")
-            )
-            _observe(proc, f"Fault: {denial}", "policy", True, group)
-            continue
-        check("max_device_calls", calls + 1, max_calls, "device calls")
-        calls += 1
-        outcome: Outcome = yield NeedDevice(call.name, dumped, step, trace)
-        proc.stats.device_calls += 1
-        if outcome.status != "ok":
-            proc.stats.faults += 1
-        trace.append(
-            Called(pid=proc.pid, step=step, syscall=call.name, args=dumped, result=outcome.text,
-                   status=outcome.status, source=outcome.source, trusted=outcome.trusted,
-                   seconds=outcome.seconds)
-        )
-        shown = outcome.text if outcome.status == "ok" else f"Fault: {outcome.text}"
-        _observe(proc, shown, outcome.source, outcome.trusted, group)
-    raise StepLimitExceeded(
-        f"process {proc.pid} made {max_steps} steps without answering (the last one may "
-        "only answer); raise "
-        "Params.max_steps or Quota.max_steps, or simplify the task",
-        trace=list(trace),
-    )
-
-
-def _observe(proc: Process, text: str, source: str, trusted: bool, group: str) -> None:
-    proc.ram.append(
-        Page(pid=proc.pid, kind="result", role="device", text=text, source=source,
-             trust="trusted" if trusted else "untrusted", group=group)
-    )
-
-
-def _count(proc: Process, dec: Decoding) -> None:
-    s = proc.stats
-    s.steps += 1
-    s.decoded_tokens += dec.decoded_tokens
-    s.forced_tokens += dec.forced_tokens
-    s.prefilled_tokens += dec.prefilled_tokens
-    s.reused_tokens += dec.reused_tokens
-    s.cpu_seconds += dec.seconds
+__all__ = ["Decoder", "Scheduler", "drive"]
 
 
 class Decoder:
@@ -321,79 +59,7 @@ class Decoder:
                 proc.stats.switches += 1
                 req.trace.append(Scheduled(pid=proc.pid, step=req.step, what="switch_in",
                                            detail=_switch_detail(sw)))
-        return _decode(self.cpu, proc, req, self.params)
-
-
-def _decode(cpu: CPU, proc: Process, req: NeedCPU, params: Params) -> Decoding:
-    """Decode one instruction; with System 2 on, several candidates chosen by vote."""
-    first = cpu.complete(
-        req.prompt, schema=req.schema, max_tokens=req.max_tokens,
-        temperature=params.temperature, seed=params.seed, slot=proc.pid,
-    )
-    if params.samples <= 1 or req.schema is None:
-        return first
-    candidates = [first] + [
-        cpu.complete(
-            req.prompt, schema=req.schema, max_tokens=req.max_tokens,
-            temperature=params.sample_temperature, seed=params.seed + i, slot=proc.pid,
-        )
-        for i in range(1, params.samples)
-    ]
-    chosen, votes = vote(candidates)
-    req.trace.append(Voted(pid=proc.pid, step=req.step, candidates=[c.text for c in candidates],
-                           chosen=chosen, votes=votes))
-    pick = candidates[chosen]
-    # the step cost every candidate (the prompt was prefilled once, for the first): the
-    # stats and the trace say so
-    return dataclasses.replace(
-        pick,
-        reused_tokens=first.reused_tokens,
-        prefilled_tokens=first.prefilled_tokens,
-        decoded_tokens=sum(c.decoded_tokens for c in candidates),
-        forced_tokens=sum(c.forced_tokens for c in candidates),
-        seconds=sum(c.seconds for c in candidates),
-    )
-
-
-def vote(candidates: Sequence[Decoding]) -> tuple[int, int]:
-    """Choose among a step's candidates by agreement; return (index, votes).
-
-    First the syscall most candidates make; then, among those, the arguments most of them
-    write (every answer's text differs, so answers vote by name alone). Ties go to the
-    earlier candidate (the greedy one comes first). A candidate cut short or malformed has
-    no vote.
-    """
-    keys: list[tuple[str, str] | None] = []
-    for c in candidates:
-        try:
-            call = decode_call(c.text) if c.stop != "length" else None
-        except Fault:
-            call = None
-        if call is None:
-            keys.append(None)
-        elif call.name == ANSWER:
-            keys.append((ANSWER, ""))
-        else:
-            keys.append((call.name, json.dumps(call.args, sort_keys=True)))
-    names = Counter(k[0] for k in keys if k is not None)
-    if not names:
-        return 0, 0
-    top = max(names.values())
-    name = next(k[0] for k in keys if k is not None and names[k[0]] == top)
-    same = Counter(k for k in keys if k is not None and k[0] == name)
-    best = max(same.values())
-    index = next(i for i, k in enumerate(keys) if k is not None and k[0] == name
-                 and same[k] == best)
-    return index, best
-
-
-def _switch_detail(sw: Switch) -> dict[str, Any]:
-    return {
-        "from": str(sw.from_slot), "source": sw.source, "restored_bytes": sw.restored_bytes,
-        "restored_tokens": sw.restored_tokens, "restore_ms": round(sw.restore_seconds * 1e3, 2),
-        "saved_bytes": sw.saved_bytes, "save_ms": round(sw.save_seconds * 1e3, 2),
-        "spilled_bytes": sw.spilled_bytes,
-    }
+        return sample(self.cpu, req, self.params, pid=proc.pid, slot=proc.pid)
 
 
 def drive(t: Turn, proc: Process, decoder: Decoder) -> Reply:
@@ -444,24 +110,17 @@ class Scheduler:
 
     Args:
         cpu: the CPU all turns decode on (switched per process if it supports ``switch``).
-        params: kernel parameters (temperature and seed of each decode).
-        slice_steps: decode steps a process may take before yielding to another ready one.
-        aging: slices a ready process may be passed over before its priority rises by one.
+        params: kernel parameters: each decode's temperature and seed, the time slice
+            (``slice_steps``) and ``aging``.
         workers: threads for device calls; None = one per process, at most 16.
     """
 
-    def __init__(
-        self,
-        cpu: CPU,
-        *,
-        params: Params,
-        slice_steps: int = 2,
-        aging: int = 3,
-        workers: int | None = None,
-    ) -> None:
+    def __init__(self, cpu: CPU, *, params: Params, workers: int | None = None) -> None:
+        slice_steps, aging = params.slice_steps, params.aging
         if slice_steps < 1 or aging < 1:
             raise UsageError(
-                f"slice_steps and aging must be at least 1, not {slice_steps} and {aging}",
+                f"Params.slice_steps and Params.aging must be at least 1, not {slice_steps} "
+                f"and {aging}",
                 code="args",
             )
         self.decoder = Decoder(cpu, params)
@@ -635,3 +294,12 @@ class _Bug(LLMOSError):
     def __init__(self, exc: BaseException) -> None:
         super().__init__(f"{type(exc).__name__}: {exc}")
         self.__cause__ = exc
+
+
+def _switch_detail(sw: Switch) -> dict[str, Any]:
+    return {
+        "from": str(sw.from_slot), "source": sw.source, "restored_bytes": sw.restored_bytes,
+        "restored_tokens": sw.restored_tokens, "restore_ms": round(sw.restore_seconds * 1e3, 2),
+        "saved_bytes": sw.saved_bytes, "save_ms": round(sw.save_seconds * 1e3, 2),
+        "spilled_bytes": sw.spilled_bytes,
+    }

@@ -114,13 +114,27 @@ class SyscallTable:
             )
             raise Fault(f"bad arguments for {name!r}: {problems}") from None
 
-    def dispatch(self, name: str, raw: Mapping[str, Any]) -> Outcome:
-        """Validate and run one syscall under its peripheral's limits."""
+    def dispatch(self, name: str, raw: Mapping[str, Any] | BaseModel) -> Outcome:
+        """Run one syscall under its peripheral's limits.
+
+        ``raw`` is either the model's raw arguments (validated here) or the syscall's own
+        argument model, already validated by :meth:`validate` (the instruction cycle validates
+        once, then dispatches the model it got).
+        """
         start = time.perf_counter()
         dev = self._owner.get(name)
         source = dev.name if dev is not None else "kernel"
+        spec = self._specs.get(name)
         try:
-            args = self.validate(name, raw)
+            if spec is not None and isinstance(raw, spec.args):
+                args = raw
+            elif isinstance(raw, BaseModel):
+                raise UsageError(
+                    f"{name!r} takes {spec.args.__name__ if spec else 'no'} arguments, "
+                    f"not a {type(raw).__name__}"
+                )
+            else:
+                args = self.validate(name, raw)
             if dev is None:  # kernel syscalls are handled by the kernel, not here
                 raise UsageError(f"{name!r} is a kernel syscall, not a device call")
             result = _run_limited(dev, self._specs[name].method, args)

@@ -418,7 +418,7 @@ def test_a_vote_tie_goes_to_the_greedy_candidate_and_broken_ones_do_not_vote() -
     import dataclasses
 
     from llmos.cpu.base import Decoding
-    from llmos.kernel.sched import vote
+    from llmos.kernel.vote import vote
 
     def dec(text: str, stop: str = "grammar") -> Decoding:
         return Decoding(text=text, prompt_tokens=1, reused_tokens=0, prefilled_tokens=1,

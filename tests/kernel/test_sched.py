@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,8 +12,9 @@ import pytest
 from llmos.cpu.base import Decoding, Switch
 from llmos.errors import CPUError, QuotaExceeded, StepLimitExceeded, UsageError
 from llmos.kernel.boot import Kernel
+from llmos.kernel.cycle import turn
 from llmos.kernel.proc import ProcState, Quota
-from llmos.kernel.sched import Scheduler, turn
+from llmos.kernel.sched import Scheduler
 from llmos.params import Params
 from llmos.peripherals.base import peripheral
 from llmos.testing import ScriptedCPU
@@ -150,7 +152,7 @@ def test_higher_priority_runs_first_and_equals_take_turns() -> None:
     cpu = ProcCPU({1: list(loop), 2: list(loop), 3: list(loop)})
     k = _kernel(cpu, params=Params(max_steps=8))
     low, eq1, eq2 = k.spawn(), k.spawn(priority=5), k.spawn(priority=5)
-    sched = Scheduler(cpu, params=k.params, slice_steps=1, aging=100)
+    sched = Scheduler(cpu, params=replace(k.params, slice_steps=1, aging=100))
     turns = {p: turn(p, "go", params=k.params, policy=k.policy) for p in (low, eq1, eq2)}
     replies = sched.run(turns)
     assert all(r.ok for r in replies.values())
@@ -163,7 +165,7 @@ def test_aging_keeps_a_low_priority_process_from_starving() -> None:
     cpu = ProcCPU({1: list(busy), 2: list(busy), 3: [call("answer", text="low")]})
     k = _kernel(cpu, params=Params(max_steps=20))
     hi1, hi2, low = k.spawn(priority=2), k.spawn(priority=2), k.spawn(priority=0)
-    sched = Scheduler(cpu, params=k.params, slice_steps=1, aging=2)
+    sched = Scheduler(cpu, params=replace(k.params, slice_steps=1, aging=2))
     replies = sched.run({p: turn(p, "go", params=k.params, policy=k.policy)
                          for p in (hi1, hi2, low)})
     assert replies[low].text == "low"
@@ -259,7 +261,7 @@ def test_bad_run_all_usage_is_a_clear_error() -> None:
     with pytest.raises(UsageError, match="does not belong"):
         k.run_all({other: "hi"})
     with pytest.raises(UsageError, match="slice_steps"):
-        Scheduler(k.cpu, params=k.params, slice_steps=0)
+        Scheduler(k.cpu, params=Params(slice_steps=0))
 
 
 def test_switches_and_their_kv_cost_are_in_the_trace() -> None:
