@@ -29,14 +29,19 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def data_dir() -> Path:
-    """The shared public data folder: ``$LLMOS_DATA``, else ``<repo>/../shared/data``."""
+def find_data() -> Path | None:
+    """The shared public data folder: ``$LLMOS_DATA``, else ``<repo>/../shared/data``; None."""
     env = os.environ.get("LLMOS_DATA")
     candidates = [Path(env)] if env else []
     candidates.append(ROOT.parent / "shared" / "data")
-    for path in candidates:
-        if path.is_dir():
-            return path
+    return next((path for path in candidates if path.is_dir()), None)
+
+
+def data_dir() -> Path:
+    """The shared public data folder (see :func:`find_data`); a clear error where it is absent."""
+    found = find_data()
+    if found is not None:
+        return found
     raise UsageError(
         "benchmark data not found: set LLMOS_DATA to the folder holding bfcl/ and gsm8k/",
         code="no-data",
@@ -92,9 +97,22 @@ def borrow_llama(cpu: LlamaCPU, chat_format: str | None = None) -> Iterator[Any]
         cpu.reset()
 
 
+SMOKE_CASES = 2  # cases a sampled benchmark runs in its smoke mode
+
+
+def add_smoke_arg(parser: argparse.ArgumentParser) -> None:
+    """``--smoke``: a handful of cases in seconds, so a test in CI proves the benchmark runs."""
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="a handful of cases, in seconds (CI runs it; the figures mean nothing)",
+    )
+
+
 def add_common_args(parser: argparse.ArgumentParser, *, default_limit: int) -> None:
-    """``--limit``, ``--full``, ``--offset``, ``--model``, ``--json``, ``--no-baseline``."""
+    """``--limit``, ``--full``, ``--smoke``, ``--offset``, ``--model``, ``--json``,
+    ``--no-baseline``."""
     parser.add_argument("--limit", type=int, default=default_limit, help="cases to sample")
+    add_smoke_arg(parser)
     parser.add_argument("--full", action="store_true", help="run every case (no sampling)")
     parser.add_argument(
         "--offset", type=int, default=0, help="start of the every-n-th sample (a fixed rule)"
@@ -106,6 +124,13 @@ def add_common_args(parser: argparse.ArgumentParser, *, default_limit: int) -> N
         "--json", action="store_true", help="print one JSON object as the last line"
     )
     parser.add_argument("--no-baseline", action="store_true", help="run llmos only")
+
+
+def sample_limit(ns: argparse.Namespace) -> int | None:
+    """The cases to sample from ``add_common_args``' flags (None: every case)."""
+    if ns.smoke:
+        return SMOKE_CASES
+    return None if ns.full else int(ns.limit)
 
 
 def print_json(obj: object) -> None:

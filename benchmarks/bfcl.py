@@ -46,6 +46,7 @@ from benchmarks._common import (
     print_json,
     read_jsonl,
     run_both,
+    sample_limit,
 )
 from llmos.cpu.llama import LlamaCPU
 from llmos.errors import LLMOSError, RunError
@@ -559,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_category(
             cpu,
             ns.category,
-            limit=None if ns.full else ns.limit,
+            limit=sample_limit(ns),
             offset=ns.offset,
             baseline=not ns.no_baseline,
             params=dataclasses.replace(PARAMS, samples=ns.samples),

@@ -16,7 +16,8 @@ The figure of merit is wall time per *valid* call. The last line with ``--json``
 object: ``llmos_vs_gbnf`` and ``llmos_vs_plain`` (>1 means llmos is faster per valid call),
 ``valid_rate_<method>``, per-method details, and the cold ratios under ``"cold"``.
 
-Run: ``python -m benchmarks.decode [--repeats 3] [--kv both|warm|cold] [--json]``
+Run: ``python -m benchmarks.decode [--repeats 3] [--kv both|warm|cold] [--json] [--smoke]``
+(``--smoke``: two questions once, warm only, in seconds; CI runs it, its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 
+from benchmarks._common import add_smoke_arg
 from llmos.cpu.llama import LlamaCPU
 
 SCHEMA: dict[str, Any] = {
@@ -129,8 +131,9 @@ def _prepare(cpu: LlamaCPU, name: str, warm: bool) -> None:
         cpu.llama.eval(cpu.llama.tokenize(FEW_SHOT.encode(), special=True))
 
 
-def run(repeats: int, *, warm: bool) -> dict[str, Any]:
-    """Decode every question ``repeats`` times with each method; return the summary."""
+def run(repeats: int, *, warm: bool, questions: int | None = None) -> dict[str, Any]:
+    """Decode every question (the first ``questions``) ``repeats`` times with each method."""
+    asked = QUESTIONS[:questions]
     cpu = LlamaCPU.default()
     methods = _methods(cpu)
     for name, fn in methods.items():  # warm up: llguidance vocabulary, grammar compile
@@ -140,7 +143,7 @@ def run(repeats: int, *, warm: bool) -> dict[str, Any]:
     valid: dict[str, int] = dict.fromkeys(methods, 0)
     samples: dict[str, list[str]] = {m: [] for m in methods}
     for rep in range(repeats):
-        for question in QUESTIONS:
+        for question in asked:
             prompt = f"{FEW_SHOT}Q: {question}\nCALL:"
             for name, fn in methods.items():
                 _prepare(cpu, name, warm)
@@ -154,7 +157,7 @@ def run(repeats: int, *, warm: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "kv": "warm" if warm else "cold",
         "repeats": repeats,
-        "calls_per_method": repeats * len(QUESTIONS),
+        "calls_per_method": repeats * len(asked),
     }
     per_valid: dict[str, float | None] = {}
     for name in methods:
@@ -194,9 +197,13 @@ def main() -> None:
         help="warm: transcript already in the KV cache for every method (a kernel's steady "
         "state; the headline numbers); cold: every call prefills the whole prompt",
     )
+    add_smoke_arg(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.repeats, args.kv = 1, "warm"
+    questions = 2 if args.smoke else None
     cold = run(args.repeats, warm=False) if args.kv in ("cold", "both") else None
-    summary = run(args.repeats, warm=True) if args.kv != "cold" else cold
+    summary = run(args.repeats, warm=True, questions=questions) if args.kv != "cold" else cold
     assert summary is not None
     if cold is not None and summary is not cold:
         _print(cold)

@@ -12,7 +12,8 @@ top 5 the dense HNSW search returns (recall of ``ef_search``).
 Embedding 100k pages takes minutes on two cores, so the vectors are cached by corpus size and
 seed in ``--cache`` (default: a folder in the system temp dir) and reused by later runs.
 
-Run: ``python benchmarks/disk.py [--sizes 10000,100000] [--json]``
+Run: ``python -m benchmarks.disk [--sizes 10000,100000] [--json] [--smoke]`` (``--smoke``: 200
+pages over 2 processes, 10 page-ins, in seconds; CI runs it, its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import Progress
 
-from llmos.memory.disk import ChromaDisk
+from benchmarks._common import add_smoke_arg
+from llmos.memory.chroma import ChromaDisk
 from llmos.memory.embed import MiniLMEmbedder
 from llmos.memory.page import Page
 
@@ -151,7 +153,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path,
                         default=Path(tempfile.gettempdir()) / "llmos-bench-disk-cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    add_smoke_arg(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.pids, args.queries = "200", 2, 10
     console = Console()
     results = []
     for size in (int(s) for s in args.sizes.split(",")):

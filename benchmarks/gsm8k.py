@@ -32,6 +32,7 @@ from benchmarks._common import (
     print_json,
     read_jsonl,
     run_both,
+    sample_limit,
 )
 from llmos.cpu.llama import LlamaCPU
 from llmos.errors import LLMOSError, RunError
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpu = load_cpu(ns.model)
     try:
         result = run(
-            cpu, limit=None if ns.full else ns.limit, offset=ns.offset, baseline=not ns.no_baseline
+            cpu, limit=sample_limit(ns), offset=ns.offset, baseline=not ns.no_baseline
         )
     finally:
         cpu.close()

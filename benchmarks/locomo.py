@@ -16,14 +16,14 @@ Data: ``$LLMOS_DATA/locomo/locomo10.json``, else ``<repo>/../shared/data/locomo/
 malformed upstream (several packed into one string, or pointing at no turn): they are split on
 ``;`` and spaces, and ids that match no turn simply never match.
 
-Run: ``python benchmarks/locomo.py [--limit N] [--k 5] [--json]``
+Run: ``python -m benchmarks.locomo [--limit N] [--k 5] [--json] [--smoke]`` (``--smoke``: the
+first 80 turns of one conversation and its questions about them, in seconds; CI runs it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import sys
@@ -39,7 +39,8 @@ from rank_bm25 import BM25Okapi
 from rich.console import Console
 from rich.progress import Progress
 
-from llmos.memory.disk import ChromaDisk
+from benchmarks._common import add_smoke_arg, data_dir
+from llmos.memory.chroma import ChromaDisk
 from llmos.memory.embed import MiniLMEmbedder
 from llmos.memory.page import Page
 
@@ -59,9 +60,7 @@ class Conversation:
 
 def data_file() -> Path:
     """locomo10.json under $LLMOS_DATA or ../shared/data."""
-    base = Path(os.environ["LLMOS_DATA"]) if os.environ.get("LLMOS_DATA") else (
-        ROOT.parent / "shared" / "data")
-    path = base / "locomo" / "locomo10.json"
+    path = data_dir() / "locomo" / "locomo10.json"
     if not path.is_file():
         sys.exit(f"LoCoMo data not found at {path}: set LLMOS_DATA to the shared data folder")
     return path
@@ -105,6 +104,15 @@ def load(path: Path, limit: int | None) -> list[Conversation]:
                 item.questions.append((qa["question"], evidence, qa["category"]))
         out.append(item)
     return out
+
+
+def _head(conv: Conversation, turns: int) -> Conversation:
+    """The first ``turns`` turns of a conversation and the questions whose evidence is in them."""
+    kept = set(conv.dia_ids[:turns])
+    return Conversation(
+        conv.sample, conv.pages[:turns], conv.dia_ids[:turns], conv.baseline_texts[:turns],
+        [q for q in conv.questions if q[1] <= kept],
+    )
 
 
 def _words(text: str) -> list[str]:
@@ -177,8 +185,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5, help="pages paged in per question")
     parser.add_argument("--disk", type=Path, default=None, help="store folder (default: temp)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    add_smoke_arg(parser)
     args = parser.parse_args()
-    conversations = load(data_file(), args.limit)
+    conversations = load(data_file(), 1 if args.smoke else args.limit)
+    if args.smoke:
+        conversations = [_head(c, 80) for c in conversations]
     with tempfile.TemporaryDirectory(prefix="llmos-locomo-") as tmp:
         result = run(conversations, args.k, args.disk or Path(tmp) / "disk")
     console = Console()

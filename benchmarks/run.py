@@ -7,7 +7,11 @@ loaded and shared by llmos and the baselines (same weights, same threads). The p
 table per benchmark with llmos and the baseline side by side, the sample, the model and the
 date, and two plots in ``docs/img/``. With ``--json`` the last line is one JSON object.
 
-Run: ``python -m benchmarks.run [--limit N | --full] [--model PATH] [--json]``
+``--smoke`` runs one case of two BFCL categories and one GSM8K problem and writes the page to a
+temporary folder (unless ``--docs`` says where), in seconds: CI runs it to prove the whole
+pipeline works; its figures mean nothing.
+
+Run: ``python -m benchmarks.run [--limit N | --full | --smoke] [--model PATH] [--json]``
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks import bfcl, gsm8k
-from benchmarks._common import ROOT, data_dir, every_nth, load_cpu, print_json, read_jsonl
+from benchmarks._common import (
+    ROOT,
+    add_smoke_arg,
+    data_dir,
+    every_nth,
+    load_cpu,
+    print_json,
+    read_jsonl,
+)
 
 DEFAULT_BFCL = 5  # cases per BFCL category in the default sample
 DEFAULT_GSM8K = 10  # GSM8K problems in the default sample
@@ -244,11 +257,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--model", type=Path, default=None, help="a GGUF file instead of the default"
     )
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where the page goes")
+    parser.add_argument("--docs", type=Path, default=None, help="where the page goes")
+    add_smoke_arg(parser)
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line"
     )
     ns = parser.parse_args(argv)
+    if ns.smoke:
+        ns.limit, ns.full, ns.categories = 1, False, ",".join(bfcl.CATEGORIES[:2])
+        if ns.docs is None:
+            ns.docs = Path(tempfile.mkdtemp(prefix="llmos-bench-smoke-"))
+    ns.docs = ns.docs or ROOT / "docs"
     cats = [c for c in ns.categories.split(",") if c]
     for c in cats:
         if c not in bfcl.CATEGORIES:

@@ -17,30 +17,32 @@ default model, with real KV switches, and samples as many real tokens as the cal
 :class:`FixedCallCPU`), because the 270M base model does not call a made-up device twice
 reliably (left free, it ran one call to the 160-token cut), and both runs must do the same work.
 
-Run: ``python -m benchmarks.sched [--json]``; the last line with ``--json`` is one JSON object
-with ``switch_vs_prefill_2048``, ``makespan_vs_sequential`` and ``makespan_vs_ideal``.
+Run: ``python -m benchmarks.sched [--json] [--smoke]``; the last line with ``--json`` is one
+JSON object with ``switch_vs_prefill_<n>`` per context size, ``makespan_vs_sequential`` and
+``makespan_vs_ideal``. ``--smoke`` runs one small size, two processes and short device calls,
+in seconds (CI runs it to prove the benchmark works; its figures mean nothing).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
-import threading
 import time
 from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
 
-from llmos.cpu.base import Decoding, Switch
+from benchmarks._common import add_smoke_arg
+from llmos.cpu.base import Switch
 from llmos.cpu.llama import LlamaCPU
 from llmos.kernel.boot import Kernel
 from llmos.kernel.cycle import Reply
 from llmos.kernel.proc import Process
 from llmos.params import Params
 from llmos.peripherals.base import peripheral
+from llmos.testing import PerProcessCPU
 from llmos.trace import Decoded, Scheduled
 
 SIZES = (512, 1024, 2048)
@@ -65,10 +67,10 @@ def _context(cpu: LlamaCPU, n_tokens: int) -> str:
     return str(out)
 
 
-def bench_switch(cpu: LlamaCPU, repeats: int) -> dict[str, Any]:
+def bench_switch(cpu: LlamaCPU, repeats: int, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     results: dict[str, Any] = {}
     other = "A short note from another process about bread, cheese and the weather."
-    for n in SIZES:
+    for n in sizes:
         text = _context(cpu, n)
         cpu.reset()
         started = time.perf_counter()
@@ -110,31 +112,20 @@ def bench_switch(cpu: LlamaCPU, repeats: int) -> dict[str, Any]:
     return results
 
 
-class FixedCallCPU:
+class FixedCallCPU(PerProcessCPU):
     """The real CPU decodes every instruction; the call text it returns is scripted per process.
 
     Each step prefills the process's real rendered prompt on the real model (after a real KV
     switch) and samples as many real tokens, one by one, as the scripted call has; then the
-    scripted call is returned in place of the sampled text. The CPU cost is that of decoding a
-    call of that length (a little more: a grammar would fast-forward the forced tokens), and
-    both runs do the same device work whatever the model would have written.
+    scripted call is returned in place of the sampled text (``PerProcessCPU`` with ``timed``).
+    The CPU cost is that of decoding a call of that length (a little more: a grammar would
+    fast-forward the forced tokens), and both runs do the same device work whatever the model
+    would have written.
     """
 
     def __init__(self, inner: LlamaCPU, scripts: Mapping[int, list[dict[str, Any]]]) -> None:
+        super().__init__(scripts, timed=inner)
         self.inner = inner
-        self._scripts = {pid: [json.dumps(c) for c in s] for pid, s in scripts.items()}
-        self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def n_ctx(self) -> int:
-        return self.inner.n_ctx
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
 
     def switch(self, slot: Hashable) -> Switch:
         return self.inner.switch(slot)
@@ -142,33 +133,10 @@ class FixedCallCPU:
     def forget(self, slot: Hashable) -> None:
         self.inner.forget(slot)
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        schema: Mapping[str, Any] | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int = 0,
-        slot: Hashable = 0,
-    ) -> Decoding:
-        with self._lock:
-            text = self._scripts[int(str(slot))].pop(0)
-        real = self.inner.complete(prompt, max_tokens=self.inner.count_tokens(text),
-                                   temperature=temperature, seed=seed, slot=slot)
-        return dataclasses.replace(real, text=text)
 
-
-@peripheral
-def weather(city: str) -> str:
-    """Today's weather in a city (a slow remote service: about one second)."""
-    time.sleep(DEVICE_SECONDS)
-    return f"{city}: 18 C, light wind from the west, no rain expected."
-
-
-def _scripts(pids: list[int]) -> dict[int, list[dict[str, Any]]]:
+def _scripts(pids: list[int], cities: list[tuple[str, str]]) -> dict[int, list[dict[str, Any]]]:
     out = {}
-    for pid, (c1, c2) in zip(pids, CITIES, strict=True):
+    for pid, (c1, c2) in zip(pids, cities, strict=True):
         out[pid] = [
             {"syscall": "weather", "args": {"city": c1}},
             {"syscall": "weather", "args": {"city": c2}},
@@ -188,15 +156,24 @@ def _cpu_seconds(reply: Reply) -> float:
     return dec + sw
 
 
-def bench_makespan(cpu: LlamaCPU) -> dict[str, Any]:
-    messages = [f"What is the weather in {a} and in {b} today?" for a, b in CITIES]
+def bench_makespan(
+    cpu: LlamaCPU, cities: list[tuple[str, str]] = CITIES, device_seconds: float = DEVICE_SECONDS
+) -> dict[str, Any]:
+    messages = [f"What is the weather in {a} and in {b} today?" for a, b in cities]
     params = Params(max_steps=4)
+
+    @peripheral
+    def weather(city: str) -> str:
+        """Today's weather in a city (a slow remote service: about one second)."""
+        time.sleep(device_seconds)
+        return f"{city}: 18 C, light wind from the west, no rain expected."
 
     def kernel_and_procs() -> tuple[Kernel, list[Process]]:
         cpu.reset()
-        pids = list(range(1, len(CITIES) + 1))  # a new kernel without a disk counts from 1
-        kernel = Kernel(FixedCallCPU(cpu, _scripts(pids)), peripherals=[weather()], params=params)
-        procs = [kernel.spawn() for _ in CITIES]
+        pids = list(range(1, len(cities) + 1))  # a new kernel without a disk counts from 1
+        kernel = Kernel(FixedCallCPU(cpu, _scripts(pids, cities)), peripherals=[weather()],
+                        params=params)
+        procs = [kernel.spawn() for _ in cities]
         assert [p.pid for p in procs] == pids
         return kernel, procs
 
@@ -225,7 +202,8 @@ def bench_makespan(cpu: LlamaCPU) -> dict[str, Any]:
     restored = [e for e in switches if e.detail["source"] in ("memory", "file")]
     restore_ms = statistics.median(e.detail["restore_ms"] for e in restored) if restored else 0
     print(
-        f"makespan: 4 processes x 2 calls of {DEVICE_SECONDS:.0f} s: scheduled {makespan:.2f} s, "
+        f"makespan: {len(cities)} processes x 2 calls of {device_seconds:g} s: scheduled "
+        f"{makespan:.2f} s, "
         f"sequential {sequential:.2f} s, ideal {ideal:.2f} s (CPU total {cpu_total:.2f} s, "
         f"longest single {max(alone):.2f} s) -> {makespan / sequential:.3f} of sequential, "
         f"{makespan / ideal:.3f}x ideal; {len(switches)} switches, {len(restored)} KV restores "
@@ -250,17 +228,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--repeats", type=int, default=5, help="switches timed per size")
+    add_smoke_arg(parser)
     ns = parser.parse_args()
     cpu = LlamaCPU.default()
     try:
-        switch = bench_switch(cpu, ns.repeats)
-        makespan = bench_makespan(cpu)
+        if ns.smoke:
+            switch = bench_switch(cpu, 1, sizes=(256,))
+            makespan = bench_makespan(cpu, CITIES[:2], device_seconds=0.2)
+        else:
+            switch = bench_switch(cpu, ns.repeats)
+            makespan = bench_makespan(cpu)
     finally:
         cpu.close()
     out = {
-        "switch_vs_prefill_512": switch["512"]["switch_vs_prefill"],
-        "switch_vs_prefill_1024": switch["1024"]["switch_vs_prefill"],
-        "switch_vs_prefill_2048": switch["2048"]["switch_vs_prefill"],
+        **{f"switch_vs_prefill_{n}": r["switch_vs_prefill"] for n, r in switch.items()},
         "makespan_vs_sequential": makespan["makespan_s"] / makespan["sequential_s"],
         "makespan_vs_ideal": makespan["makespan_s"] / makespan["ideal_s"],
         "targets": {"switch_vs_prefill_2048": 0.01, "makespan_vs_ideal": 1.2},

@@ -83,7 +83,7 @@ def _disk_path(given: Path | None) -> Path:
 
 
 def _open_disk(given: Path | None) -> Any:
-    from llmos.memory.disk import ChromaDisk
+    from llmos.memory.chroma import ChromaDisk
 
     return ChromaDisk(_disk_path(given))
 

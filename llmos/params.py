@@ -22,6 +22,7 @@ class Params:
     examples_per_device: int = 3  # worked examples per device (a base model imitates them)
     ground: bool = True  # decode under the step's grammar, grounded fields narrowed to RAM
     ground_values: bool = True  # also ground undeclared string/number args (free_text opts out)
+    max_decoded_tokens: int | None = None  # tokens the CPU may sample per run; None = no quota
     max_device_calls: int | None = None  # device calls per process; None = no quota
     max_seconds: float | None = None  # wall-clock seconds per run; None = no quota
     page_high: float = 0.9  # page out when RAM passes this share of its budget

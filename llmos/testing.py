@@ -2,24 +2,28 @@
 
 - :class:`ScriptedCPU` replays given instructions, so a test of kernel logic is fast and
   deterministic. It is a test aid: every capability is also tested on the real model.
+- :class:`PerProcessCPU` replays one script per process (for ``Kernel.run_all``), and can
+  charge each step's real cost on a real CPU (a benchmark that needs fixed calls).
 - :func:`run_syscall` runs one syscall of a peripheral through the same validation, limits
   and output caps the kernel uses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import threading
 import time
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
-from llmos.cpu.base import Decoding
+from llmos.cpu.base import CPU, Decoding
 from llmos.errors import CPUError
 from llmos.kernel.syscall import Outcome, SyscallTable
 from llmos.peripherals.base import Peripheral
 
-__all__ = ["ScriptedCPU", "run_syscall"]
+__all__ = ["PerProcessCPU", "ScriptedCPU", "run_syscall"]
 
 _WORD = re.compile(r"\w+|[^\w\s]|\s+")
 
@@ -89,6 +93,76 @@ class ScriptedCPU:
             seconds=time.perf_counter() - start,
             stop="grammar",
         )
+
+
+class PerProcessCPU:
+    """A CPU that replays one script per process: the decode for ``slot`` takes that pid's next.
+
+    Args:
+        scripts: each process id's script (as for :class:`ScriptedCPU`).
+        timed: a real CPU to charge the cost on: each step prefills the real prompt on it and
+            samples as many real tokens as the scripted call has, then returns the scripted
+            call in place of the sampled text (whole, as a grammar ends it). None: no cost.
+        before: called with the slot before each decode (on the CPU thread), so a test can
+            tell which process is on the CPU while another one's device runs.
+
+    ``order`` lists the slots in the order they decoded.
+    """
+
+    def __init__(
+        self,
+        scripts: Mapping[int, Iterable[Mapping[str, Any] | str]],
+        *,
+        timed: CPU | None = None,
+        before: Callable[[Hashable], None] | None = None,
+    ) -> None:
+        self.cpus = {pid: ScriptedCPU(s) for pid, s in scripts.items()}
+        self.timed = timed
+        self.before = before
+        self.order: list[Hashable] = []
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The timed CPU's name, or ``per-process``."""
+        return self.timed.name if self.timed is not None else "per-process"
+
+    @property
+    def n_ctx(self) -> int:
+        """The timed CPU's context, or 4096."""
+        return self.timed.n_ctx if self.timed is not None else 4096
+
+    def count_tokens(self, text: str) -> int:
+        """The timed CPU's count, or :class:`ScriptedCPU`'s."""
+        if self.timed is not None:
+            return self.timed.count_tokens(text)
+        return len(_WORD.findall(text))
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        schema: Mapping[str, Any] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+        slot: Hashable = 0,
+    ) -> Decoding:
+        """The next instruction of ``slot``'s script (its real cost charged when ``timed``)."""
+        self.order.append(slot)
+        if self.before is not None:
+            self.before(slot)
+        scripted = self.cpus[int(str(slot))]
+        if self.timed is None:
+            return scripted.complete(prompt, schema=schema, max_tokens=max_tokens)
+        with self._lock:
+            if not scripted.script:
+                raise CPUError(f"the script of process {slot} ran out of instructions")
+            text = scripted.script.pop(0)
+        real = self.timed.complete(prompt, max_tokens=self.timed.count_tokens(text),
+                                   temperature=temperature, seed=seed, slot=slot)
+        # the real decode stopped at its token limit; the scripted call is whole
+        return dataclasses.replace(real, text=text, stop="grammar")
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from benchmarks._common import find_data
 
 if TYPE_CHECKING:
     from llmos.cpu.llama import LlamaCPU
@@ -17,13 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def data_root() -> Path | None:
     """Where the public benchmark and security data lives: $LLMOS_DATA, or ../shared/data."""
-    env = os.environ.get("LLMOS_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(ROOT.parent / "shared" / "data")
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return None
+    return find_data()
 
 
 @pytest.fixture(scope="session")

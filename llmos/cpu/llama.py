@@ -12,8 +12,10 @@ Invariants:
 - ``llmos.cpu.kv.KV`` is the only place that knows which tokens are in the KV cache; every
   decode and every switch goes through it, so ``KV.tokens`` always equals the evaluated
   sequence (per-slot save and restore with llama_state_seq_get_data/set_data: ``KV.switch``);
-- a call under a schema returns text valid for the schema or raises ``CPUError``; it never
-  returns a partial call;
+- a call under a schema returns text valid for the schema with ``stop == "grammar"``; a call
+  cut short by ``max_tokens`` comes back as far as it went with ``stop == "length"`` (the
+  kernel faults it, or keeps a cut answer's text), never passed off as whole; a backend
+  failure raises ``CPUError``;
 - special and control tokens never appear in the output (see ``llmos.cpu.grammar``);
 - ``llama_cpp`` and ``llguidance`` are imported lazily: ``import llmos`` works without them.
 
@@ -323,11 +325,13 @@ class LlamaCPU:
     ) -> Decoding:
         """Continue ``prompt``; under ``schema`` the text is one JSON value valid for it.
 
-        ``max_tokens`` bounds the sampled tokens; forced tokens are free but occupy context.
+        ``max_tokens`` bounds the sampled tokens; forced tokens are free but occupy context. A
+        value the grammar had not completed at ``max_tokens`` comes back as far as it went,
+        with ``stop == "length"``.
 
         Raises:
             ContextOverflow: the prompt plus ``max_tokens`` does not fit in ``n_ctx``.
-            CPUError: llama.cpp failed, or the grammar was not complete at ``max_tokens``.
+            CPUError: llama.cpp failed.
             UsageError: bad arguments, or a schema llguidance cannot compile.
         """
         if max_tokens < 1:
@@ -342,6 +346,30 @@ class LlamaCPU:
             except _LLAMA_ERRORS as exc:
                 self._kv.clear()
                 raise CPUError(f"llama.cpp failed while decoding: {exc}; retry the call") from exc
+
+    def _roll_back_loop(
+        self, matcher: Any, loop: int, prompt: list[int], out: list[int], allowed: Any
+    ) -> Any:
+        """A string that repeats itself ends where the repeat began, if the grammar lets it.
+
+        When a value may close right before its last ``loop`` tokens, those tokens leave the
+        output, the matcher and the KV cache (which is re-synced to prompt + output, minus the
+        last token so its logits are fresh), and only closing tokens are allowed next. Returns
+        the tokens allowed next (``allowed`` unchanged when it may not close there).
+        """
+        grammar = self._grammar
+        assert grammar is not None
+        back = matcher.deep_copy()
+        back.rollback(loop)
+        closing = grammar.allowed(back) & grammar.closers
+        if not closing.any():
+            return allowed
+        matcher.rollback(loop)
+        del out[-loop:]
+        target = prompt + out
+        self._kv.rewind(len(target) - 1)
+        self._kv.extend(target[len(self._kv.tokens):])
+        return closing
 
     def _complete(
         self,
@@ -396,17 +424,7 @@ class LlamaCPU:
                 stop = "eos"
                 break
             if loop and matcher is not None:
-                # a string that repeats itself ends where the repeat began, if it may end there
-                back = matcher.deep_copy()
-                back.rollback(loop)
-                closing = grammar.allowed(back) & grammar.closers
-                if closing.any():
-                    matcher.rollback(loop)
-                    del out[-loop:]
-                    target = tokens + out
-                    self._kv.rewind(len(target) - 1)
-                    self._kv.extend(target[len(self._kv.tokens):])
-                    allowed = closing
+                allowed = self._roll_back_loop(matcher, loop, tokens, out, allowed)
             token, lp = self._sample(self._kv.logits(self._n_vocab), allowed, temperature, rng)
             decoded += 1
             logprob += lp

@@ -23,6 +23,7 @@ from typing import Literal
 from llmos.cpu.base import CPU
 from llmos.errors import ContextOverflow, UsageError
 from llmos.kernel.cycle import Observer, Reply, turn
+from llmos.kernel.ground import arg_schema
 from llmos.kernel.loader import default_system, render_header
 from llmos.kernel.memdev import MemoryDevice
 from llmos.kernel.policy import Policy
@@ -97,6 +98,8 @@ class Kernel:
                 raise UsageError(
                     f"two peripherals are named {dev.name!r}", code="syscall-duplicate"
                 )
+            for spec in dev.syscalls().values():
+                arg_schema(spec.args)  # normalised once, here: a bad schema fails at mount
             dev.open()
             self.peripherals[dev.name] = dev
         self.processes: dict[int, Process] = {}

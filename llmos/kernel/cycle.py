@@ -220,11 +220,11 @@ class _Meter:
 
     def __init__(self, proc: Process, params: Params, trace: list[Event]) -> None:
         q = proc.quota
-        self.max_steps = q.max_steps or params.max_steps
-        self._max_decoded = q.max_decoded_tokens
-        self._max_calls = q.max_device_calls or params.max_device_calls
-        self._max_seconds = q.max_seconds or params.max_seconds
-        self._pid, self._params, self._trace = proc.pid, params, trace
+        self.max_steps = int(q.limit("max_steps", params) or params.max_steps)
+        self._max_decoded = q.limit("max_decoded_tokens", params)
+        self._max_calls = q.limit("max_device_calls", params)
+        self._max_seconds = q.limit("max_seconds", params)
+        self._pid, self._trace = proc.pid, trace
         self._started = time.monotonic()
         self._decoded = self._calls = 0
 
@@ -248,8 +248,8 @@ class _Meter:
         if limit is not None and used > limit:
             raise QuotaExceeded(
                 f"process {self._pid} needs {used:g} {unit} in this run, over its quota of "
-                f"{limit:g}; raise Quota.{name} (Kernel.spawn(..., quota=Quota({name}=...)))"
-                + (f" or Params.{name}" if hasattr(self._params, name) else ""),
+                f"{limit:g}; raise Quota.{name} (Kernel.spawn(..., quota=Quota({name}=...))) "
+                f"or Params.{name}",
                 quota=name,
                 trace=list(self._trace),
             )

@@ -31,15 +31,21 @@ Neighbours: ``llmos.kernel.syscall`` supplies the specs; ``llmos.memory.ram`` th
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
+from pydantic import BaseModel, PydanticUserError
+
+from llmos.errors import UsageError
 from llmos.memory.page import Page
 from llmos.peripherals.base import GROUNDED_KEY, SyscallSpec
 
-__all__ = ["Evidence", "step_schema"]
+__all__ = ["Evidence", "arg_schema", "step_schema"]
 
 # Small numbers are always available: "half" is / 2, "percent" is / 100.
 _CONSTANTS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12", "60", "100", "1000")
@@ -53,13 +59,9 @@ _WORD = re.compile(r"[^\s,;\"'()\[\]{}<>?!`]+")
 _PART = re.compile(r"[-/]")
 _MAX_WORDS = 400  # per journal; newest first
 _MAX_VALUES = 200  # per kind; newest first, so a long journal keeps the recent ones
+_LISTS = json.loads(files("llmos").joinpath("prompts/grounding.json").read_text(encoding="utf-8"))
 # capitalised words an answer may always use, beside the names the conversation contains
-_SENTENCE_WORDS = (
-    "A", "An", "And", "As", "At", "But", "By", "For", "From", "He", "Her", "His", "How", "I",
-    "If", "In", "It", "Its", "My", "No", "None", "Not", "Nothing", "On", "Our", "She", "So",
-    "Sorry", "That", "The", "Their", "There", "They", "This", "To", "We", "What", "When", "Where",
-    "Which", "Who", "Yes", "You", "Your",
-)
+_SENTENCE_WORDS: tuple[str, ...] = tuple(_LISTS["sentence_words"])
 
 # How the model writes JSON: the separators of the worked examples, nothing else.
 _JSON_FORM = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
@@ -108,13 +110,9 @@ class Evidence:
         return ev
 
 
-_UNITS = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen",
-)
-_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-_SCALES = {"hundred": 100, "thousand": 1000, "dozen": 12, "once": 1, "twice": 2}
+_UNITS: tuple[str, ...] = tuple(_LISTS["units"])  # zero .. nineteen
+_TENS: tuple[str, ...] = tuple(_LISTS["tens"])  # twenty .. ninety
+_SCALES: dict[str, int] = dict(_LISTS["scales"])  # hundred, dozen, twice, ...
 _SPELLED = re.compile(
     rf"\b(?:({'|'.join(_TENS)})(?:[- ]({'|'.join(_UNITS[1:10])}))?|({'|'.join(_UNITS)})"
     rf"|({'|'.join(_SCALES)}))\b",
@@ -220,8 +218,7 @@ def step_schema(
     evidence = _turn_has_evidence(pages)
     branches: list[dict[str, Any]] = []
     for name, spec in specs.items():
-        args = _closed(_inline_refs(spec.args.model_json_schema()))
-        args.pop("title", None)
+        args = arg_schema(spec.args)
         if name == "answer":
             text = args["properties"]["text"]
             text["maxLength"] = min(int(text.get("maxLength", answer_max_chars)), answer_max_chars)
@@ -329,6 +326,33 @@ def _within(prop: dict[str, Any], value: float) -> bool:
     )
 
 
+def arg_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of a syscall's arguments as a step's grammar starts from (a fresh copy).
+
+    It is normalised once per model: references inlined, objects with declared fields closed.
+    The kernel calls this when a device is mounted, so a schema the grammar cannot use fails
+    there, not at every step of a run.
+
+    Raises:
+        UsageError: the argument model is recursive, nested too deeply, or has no JSON schema.
+    """
+    return copy.deepcopy(_normalised(model))
+
+
+@cache
+def _normalised(model: type[BaseModel]) -> dict[str, Any]:
+    try:
+        schema = _closed(_inline_refs(model.model_json_schema()))
+    except (RecursionError, PydanticUserError) as exc:
+        raise UsageError(
+            f"the argument model {model.__name__!r} has no usable JSON schema ({exc}); "
+            "give the syscall plain, non-recursive arguments",
+            code="schema",
+        ) from exc
+    schema.pop("title", None)
+    return schema
+
+
 def _closed(schema: dict[str, Any]) -> dict[str, Any]:
     """Objects with declared fields take no others (pydantic would drop them anyway, after
     the model had spent tokens on them); free-form dicts stay open."""
@@ -354,7 +378,7 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
     def walk(node: Any, depth: int) -> Any:
         if depth > 32:
-            raise ValueError("argument schema is too deeply nested or recursive")
+            raise RecursionError("the argument schema is recursive or nested too deeply")
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):

@@ -21,13 +21,13 @@ dispatch and ``egress`` before returning an answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from llmos.memory.page import Page
-from llmos.peripherals.base import SyscallSpec
+from llmos.peripherals.base import Approve, SyscallSpec
 
 __all__ = ["Policy"]
 
@@ -36,7 +36,6 @@ _LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\
 _BARE_URL = re.compile(r"https?://[^\s<>\"')\]]+")
 _HOST_IN_TEXT = re.compile(r"https?://([^\s/:?#<>\"')\]]+)")
 
-Approve = Callable[[str, Mapping[str, Any]], bool]
 
 
 @dataclass(frozen=True)

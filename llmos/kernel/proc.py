@@ -16,7 +16,7 @@ Neighbours: ``llmos.kernel.boot`` creates processes; ``llmos.kernel.cycle`` step
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +25,7 @@ from llmos.kernel.syscall import SyscallTable
 from llmos.memory.page import Page
 from llmos.memory.pager import PageStats
 from llmos.memory.ram import RAM
+from llmos.params import Params
 
 __all__ = ["ProcState", "ProcStats", "Process", "Quota"]
 
@@ -43,13 +44,16 @@ class ProcState(StrEnum):
 class Quota:
     """What one run (one message) of a process may spend; None leaves a limit to ``Params``.
 
+    Each field names the ``Params`` knob it overrides for one process (:meth:`limit`).
+
     Every limit counts from the start of the run, so each message gets a fresh budget. When one
     runs out the run ends with :class:`~llmos.errors.QuotaExceeded` naming it (steps end with
     :class:`~llmos.errors.StepLimitExceeded`, as for ``Params.max_steps``).
 
     Attributes:
         max_steps: instructions decoded; None = ``Params.max_steps``.
-        max_decoded_tokens: tokens sampled by the CPU (forced tokens are free); None = no limit.
+        max_decoded_tokens: tokens sampled by the CPU (forced tokens are free); None =
+            ``Params.max_decoded_tokens``.
         max_device_calls: syscalls dispatched to devices; None = ``Params.max_device_calls``.
         max_seconds: wall-clock seconds, time spent ready or waiting included; checked each
             time the process resumes (a device call in flight is bounded by its own
@@ -62,13 +66,19 @@ class Quota:
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "max_decoded_tokens", "max_device_calls", "max_seconds"):
+        for name in (f.name for f in fields(self)):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(
                     f"Quota.{name} must be positive or None (no limit), not {value!r}",
                     code="args",
                 )
+
+
+    def limit(self, name: str, params: Params) -> float | None:
+        """The limit ``name`` for this process: its own, else the ``Params`` knob of that name."""
+        own: float | None = getattr(self, name)
+        return own if own is not None else getattr(params, name)
 
 
 @dataclass

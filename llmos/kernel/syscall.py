@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from llmos.errors import Fault, PeripheralError, SandboxViolation, UsageError
+from llmos.kernel.ground import arg_schema
 from llmos.peripherals.base import Document, Peripheral, SyscallSpec
 
 __all__ = ["ANSWER", "AnswerArgs", "Outcome", "SyscallTable"]
@@ -83,6 +84,7 @@ class SyscallTable:
                         "or rename one (each syscall name must be unique in a process)",
                         code="syscall-duplicate",
                     )
+                arg_schema(spec.args)  # a schema the grammar cannot use fails here, once
                 self._specs[name] = spec
                 self._owner[name] = dev
 

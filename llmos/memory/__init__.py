@@ -7,7 +7,8 @@ The embedder (``llmos.memory.embed.MiniLMEmbedder``) is imported from its module
 chromadb, which ``import llmos`` does not.
 """
 
-from llmos.memory.disk import AuditRow, ChromaDisk, Disk, Hit
+from llmos.memory.chroma import ChromaDisk
+from llmos.memory.disk import AuditRow, Disk, Hit
 from llmos.memory.page import Page, PageKind, Trust
 from llmos.memory.pager import Pager, PageStats
 from llmos.memory.ram import RAM

@@ -13,7 +13,7 @@ Invariants:
     - onnxruntime runs 1-2 intra-op threads with spinning off and sequential execution, because
       the embedder shares the cores with the CPU (llama.cpp) and must not busy-wait on them.
 
-Neighbours: ``llmos.memory.disk`` (``ChromaDisk``) uses a ``MiniLMEmbedder`` by default and
+Neighbours: ``llmos.memory.chroma`` (``ChromaDisk``) uses a ``MiniLMEmbedder`` by default and
 registers it with chromadb under :meth:`MiniLMEmbedder.name`, so a reopened store rebuilds it
 from the collection's configuration. Any chromadb ``EmbeddingFunction`` can be injected instead.
 """

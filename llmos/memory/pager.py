@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import TYPE_CHECKING, Literal
 
 from llmos.errors import ContextOverflow, UsageError
@@ -49,10 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PageStats", "Pager"]
 
-_SUMMARY_PROMPT = (
-    "Summarize the conversation below in one or two short sentences. Keep names, numbers "
-    "and dates.\n\n{text}\n\nSummary:"
-)
+_SUMMARY_PROMPT = files("llmos").joinpath("prompts/summary.txt").read_text(encoding="utf-8")
 
 
 @dataclass

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from llmos.errors import Fault, UsageError
 
 __all__ = [
+    "Approve",
     "Document",
     "Example",
     "Fault",
@@ -46,6 +47,11 @@ __all__ = [
 
 GroundKind = Literal["numbers", "url", "path", "text", "free"]
 GROUNDED_KEY = "x-llmos-grounded"
+
+Approve = Callable[[str, Mapping[str, Any]], bool]
+"""Asks a person whether a sensitive call may run: ``(syscall name, arguments) -> yes``.
+
+The one approval callback of llmos: ``Policy(approve=...)`` and ``NeedsApproval(ask=...)``."""
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 

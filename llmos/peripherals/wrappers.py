@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from pydantic import BaseModel
 
 from llmos.errors import Fault, UsageError
-from llmos.peripherals.base import Document, Example, Limits, Peripheral, SyscallSpec
+from llmos.peripherals.base import Approve, Document, Example, Limits, Peripheral, SyscallSpec
 
-__all__ = ["Ask", "NeedsApproval", "Prefixed", "ReadOnly"]
+__all__ = ["NeedsApproval", "Prefixed", "ReadOnly"]
 
-Ask = Callable[[str, Mapping[str, Any]], bool]
 """An approval callback: ``ask(syscall_name, args) -> bool``; True lets the call run."""
 
 _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")  # as peripheral names
@@ -170,7 +167,7 @@ class NeedsApproval(_Wrapper):
         self,
         inner: Peripheral,
         *,
-        ask: Ask | None = None,
+        ask: Approve | None = None,
         only_sensitive: bool = True,
         timeout_s: float | None = None,
     ) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from llmos.cpu.base import Decoding, Switch
+from llmos.cpu.base import Switch
 from llmos.errors import CPUError, QuotaExceeded, StepLimitExceeded, UsageError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.cycle import turn
@@ -17,7 +17,7 @@ from llmos.kernel.proc import ProcState, Quota
 from llmos.kernel.sched import Scheduler
 from llmos.params import Params
 from llmos.peripherals.base import peripheral
-from llmos.testing import ScriptedCPU
+from llmos.testing import PerProcessCPU, ScriptedCPU
 from llmos.trace import Answered, Decoded, Event, Scheduled
 
 
@@ -25,53 +25,8 @@ def call(name: str, **args: object) -> dict[str, object]:
     return {"syscall": name, "args": args}
 
 
-class ProcCPU:
-    """One script per process (slot), a log of which slot decoded when, optional switch costs.
-
-    ``before`` runs on each decode (on the CPU thread) with the slot, so a test can tell which
-    process is on the CPU while another one's device is running.
-    """
-
-    def __init__(
-        self,
-        scripts: Mapping[int, list[Any]],
-        *,
-        before: Callable[[Hashable], None] | None = None,
-    ) -> None:
-        self.cpus = {pid: ScriptedCPU(s) for pid, s in scripts.items()}
-        self.order: list[Hashable] = []
-        self.before = before
-        self._tok = ScriptedCPU([])
-
-    @property
-    def name(self) -> str:
-        return "per-process"
-
-    @property
-    def n_ctx(self) -> int:
-        return 4096
-
-    def count_tokens(self, text: str) -> int:
-        return self._tok.count_tokens(text)
-
-    def complete(
-        self,
-        prompt: str,
-        *,
-        schema: Mapping[str, Any] | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int = 0,
-        slot: Hashable = 0,
-    ) -> Decoding:
-        self.order.append(slot)
-        if self.before is not None:
-            self.before(slot)
-        return self.cpus[int(str(slot))].complete(prompt, schema=schema, max_tokens=max_tokens)
-
-
-class SwitchingCPU(ProcCPU):
-    """A ProcCPU that also reports context switches, as LlamaCPU does."""
+class SwitchingCPU(PerProcessCPU):
+    """A PerProcessCPU that also reports context switches, as LlamaCPU does."""
 
     def __init__(self, scripts: Mapping[int, list[Any]]) -> None:
         super().__init__(scripts)
@@ -114,7 +69,7 @@ def test_three_processes_answer_with_their_device_waits_overlapped() -> None:
 
     scripts = {pid: [call("meet", n=pid), call("answer", text=f"p{pid} done")]
                for pid in (1, 2, 3)}
-    cpu = ProcCPU(scripts)
+    cpu = PerProcessCPU(scripts)
     k = _kernel(cpu, meet())
     procs = [k.spawn() for _ in range(3)]
     replies = k.run_all({p: f"go {p.pid}" for p in procs})
@@ -138,7 +93,7 @@ def test_the_cpu_serves_another_process_while_one_waits() -> None:
         if slot == 2:
             b_decoded.set()
 
-    cpu = ProcCPU({1: [call("slow", n=1), call("answer", text="a")],
+    cpu = PerProcessCPU({1: [call("slow", n=1), call("answer", text="a")],
                    2: [call("answer", text="b")]}, before=before)
     k = _kernel(cpu, slow())
     a, b = k.spawn(priority=1), k.spawn()
@@ -149,7 +104,7 @@ def test_the_cpu_serves_another_process_while_one_waits() -> None:
 
 def test_higher_priority_runs_first_and_equals_take_turns() -> None:
     loop = ["not json"] * 4 + [call("answer", text="x")]
-    cpu = ProcCPU({1: list(loop), 2: list(loop), 3: list(loop)})
+    cpu = PerProcessCPU({1: list(loop), 2: list(loop), 3: list(loop)})
     k = _kernel(cpu, params=Params(max_steps=8))
     low, eq1, eq2 = k.spawn(), k.spawn(priority=5), k.spawn(priority=5)
     sched = Scheduler(cpu, params=replace(k.params, slice_steps=1, aging=100))
@@ -162,7 +117,7 @@ def test_higher_priority_runs_first_and_equals_take_turns() -> None:
 
 def test_aging_keeps_a_low_priority_process_from_starving() -> None:
     busy = ["not json"] * 19 + [call("answer", text="busy")]
-    cpu = ProcCPU({1: list(busy), 2: list(busy), 3: [call("answer", text="low")]})
+    cpu = PerProcessCPU({1: list(busy), 2: list(busy), 3: [call("answer", text="low")]})
     k = _kernel(cpu, params=Params(max_steps=20))
     hi1, hi2, low = k.spawn(priority=2), k.spawn(priority=2), k.spawn(priority=0)
     sched = Scheduler(cpu, params=replace(k.params, slice_steps=1, aging=2))
@@ -182,7 +137,7 @@ def test_failing_processes_do_not_disturb_the_others() -> None:
         4: ["not json"] * 5,
         5: [call("double", n=21), call("answer", text="42")],
     }
-    cpu = ProcCPU(scripts)
+    cpu = PerProcessCPU(scripts)
     k = _kernel(cpu, params=Params(max_steps=3))
     calls1 = k.spawn(quota=Quota(max_device_calls=1))
     tokens2 = k.spawn(quota=Quota(max_decoded_tokens=20))
@@ -213,7 +168,7 @@ def test_wall_time_quota_names_itself() -> None:
         threading.Event().wait(0.3)
         return "rested"
 
-    cpu = ProcCPU({1: [call("nap", n=1), call("answer", text="late")],
+    cpu = PerProcessCPU({1: [call("nap", n=1), call("answer", text="late")],
                    2: [call("answer", text="fine")]})
     k = _kernel(cpu, nap())
     sleepy, quick = k.spawn(quota=Quota(max_seconds=0.1)), k.spawn()
@@ -239,7 +194,7 @@ def test_bad_quota_is_a_usage_error() -> None:
 
 
 def test_a_busy_process_is_refused_and_nothing_starts() -> None:
-    cpu = ProcCPU({1: [call("answer", text="a")], 2: [call("answer", text="b")]})
+    cpu = PerProcessCPU({1: [call("answer", text="a")], 2: [call("answer", text="b")]})
     k = _kernel(cpu)
     a, b = k.spawn(), k.spawn()
     b.acquire()  # as if another thread were running it
@@ -254,8 +209,8 @@ def test_a_busy_process_is_refused_and_nothing_starts() -> None:
 
 
 def test_bad_run_all_usage_is_a_clear_error() -> None:
-    k = _kernel(ProcCPU({}))
-    other = _kernel(ProcCPU({})).spawn()
+    k = _kernel(PerProcessCPU({}))
+    other = _kernel(PerProcessCPU({})).spawn()
     with pytest.raises(UsageError, match="empty"):
         k.run_all({k.spawn(): " "})
     with pytest.raises(UsageError, match="does not belong"):

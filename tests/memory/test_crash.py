@@ -9,14 +9,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 
 CHILD = textwrap.dedent(
     """
     import sys
     from llmos.kernel.boot import Kernel
     from llmos.trace import Paged
-    from llmos.memory.disk import ChromaDisk
+    from llmos.memory.chroma import ChromaDisk
     from llmos.params import Params
     from llmos.testing import ScriptedCPU
 

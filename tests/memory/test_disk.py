@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from llmos.errors import DiskError, UsageError
-from llmos.memory.disk import ChromaDisk, Disk
+from llmos.memory.chroma import ChromaDisk
+from llmos.memory.disk import Disk
 from llmos.memory.embed import MiniLMEmbedder
 from llmos.memory.page import Page
 
@@ -132,7 +133,7 @@ def test_snapshots(disk: ChromaDisk) -> None:
 
 _READER = """
 import json, sys
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 disk = ChromaDisk(sys.argv[1])
 hits = disk.search("what is the cabin wifi password?", k=1, pid=1)
 print(json.dumps({"count": disk.count(), "top": hits[0].page.text,

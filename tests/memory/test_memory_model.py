@@ -8,7 +8,7 @@ import pytest
 
 from llmos.cpu.llama import LlamaCPU
 from llmos.kernel.boot import Kernel
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 from llmos.trace import Paged
 
 pytestmark = pytest.mark.model

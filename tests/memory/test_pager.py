@@ -8,7 +8,7 @@ import pytest
 
 from llmos.errors import ContextOverflow, UsageError
 from llmos.kernel.boot import Kernel
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 from llmos.params import Params
 from llmos.testing import ScriptedCPU
 from llmos.trace import Called, Paged

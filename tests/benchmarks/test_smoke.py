@@ -1,0 +1,75 @@
+"""Every benchmark runs end to end in its smoke mode, so one that breaks turns CI red.
+
+Each runs as a user would (``python -m benchmarks.<name> --smoke --json``) in a subprocess and
+must print its JSON object last, with the figures its docstring promises. The figures of a
+smoke run mean nothing (a handful of cases on a shared machine); only that they are there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks._common import last_json_line
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _smoke(name: str, data_dir: Path, *extra: str) -> dict[str, Any]:
+    env = {**os.environ, "LLMOS_DATA": str(data_dir)}
+    out = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--smoke", "--json", *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return last_json_line(out.stdout)
+
+
+@pytest.mark.model
+def test_bfcl_smoke(data_dir: Path) -> None:
+    result = _smoke("bfcl", data_dir)
+    assert result["llmos"]["cases"] == result["baseline"]["cases"] == 2
+    assert 0.0 <= result["llmos"]["accuracy"] <= 1.0
+
+
+@pytest.mark.model
+def test_gsm8k_smoke(data_dir: Path) -> None:
+    result = _smoke("gsm8k", data_dir)
+    assert result["llmos"]["cases"] == result["baseline"]["cases"] == 2
+
+
+@pytest.mark.model
+def test_decode_smoke(data_dir: Path) -> None:
+    result = _smoke("decode", data_dir)
+    assert result["calls_per_method"] == 2
+    assert {"llmos_vs_gbnf", "llmos_vs_plain"} <= set(result)
+
+
+@pytest.mark.model
+def test_sched_smoke(data_dir: Path) -> None:
+    result = _smoke("sched", data_dir)
+    assert result["makespan"]["switches"] > 0
+    assert result["makespan_vs_ideal"] > 0 and result["switch_vs_prefill_256"] > 0
+
+
+@pytest.mark.model
+def test_run_smoke(data_dir: Path, tmp_path: Path) -> None:
+    result = _smoke("run", data_dir, "--docs", str(tmp_path))
+    assert len(result["bfcl"]) == 2 and result["gsm8k"]["llmos"]["cases"] == 1
+    assert (tmp_path / "benchmarks.md").is_file()
+
+
+def test_disk_smoke(data_dir: Path) -> None:
+    result = _smoke("disk", data_dir)
+    assert result["sizes"][0]["pages"] == 200 and result["page_in_p50_ms"] > 0
+
+
+def test_locomo_smoke(data_dir: Path) -> None:
+    result = _smoke("locomo", data_dir)
+    assert result["conversations"] == 1 and result["questions"] > 0
+    assert 0.0 <= result["recall_at_5"] <= 1.0
