@@ -1,4 +1,5 @@
-"""The import graph of llmos points one way: no circle, and no arrow from a lower wing up.
+"""The shape of llmos: imports point one way (no circle, no arrow from a lower wing up), and no
+module outgrows one concept.
 
 Every ``import`` counts, those under ``if TYPE_CHECKING:`` and inside functions included: a
 type-only circle is still two modules that cannot be understood apart.
@@ -65,3 +66,11 @@ def test_the_ground_floor_imports_only_itself() -> None:
     graph = _graph()
     for base in floor:
         assert graph[base] <= floor, base
+
+
+def test_no_module_outgrows_one_concept() -> None:
+    # the calculator is one concept (a safe arithmetic evaluator): it stays whole
+    allowed = {"llmos/peripherals/calculator.py"}
+    big = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py")
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    assert set(big) <= allowed, big

@@ -326,8 +326,7 @@ class LlamaCPU:
         """Continue ``prompt``; under ``schema`` the text is one JSON value valid for it.
 
         ``max_tokens`` bounds the sampled tokens; forced tokens are free but occupy context. A
-        value the grammar had not completed at ``max_tokens`` comes back as far as it went,
-        with ``stop == "length"``.
+        value not complete at ``max_tokens`` comes back as it is, with ``stop == "length"``.
 
         Raises:
             ContextOverflow: the prompt plus ``max_tokens`` does not fit in ``n_ctx``.
@@ -350,13 +349,9 @@ class LlamaCPU:
     def _roll_back_loop(
         self, matcher: Any, loop: int, prompt: list[int], out: list[int], allowed: Any
     ) -> Any:
-        """A string that repeats itself ends where the repeat began, if the grammar lets it.
-
-        When a value may close right before its last ``loop`` tokens, those tokens leave the
-        output, the matcher and the KV cache (which is re-synced to prompt + output, minus the
-        last token so its logits are fresh), and only closing tokens are allowed next. Returns
-        the tokens allowed next (``allowed`` unchanged when it may not close there).
-        """
+        """A string that repeats itself ends where the repeat began, if the grammar lets it:
+        the repeat leaves the output, the matcher and the KV cache, and only closing tokens are
+        allowed next (the mask returned; ``allowed`` when it may not close there)."""
         grammar = self._grammar
         assert grammar is not None
         back = matcher.deep_copy()
