@@ -182,13 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         cpu.close()
     if not ns.json:
-        for system in ("llmos", "baseline"):
-            if system in result:
-                s = result[system]
-                print(
-                    f"gsm8k {system}: accuracy {s['accuracy']:.0%} of {s['cases']}, "
-                    f"device used {s['device_share']:.0%}, {s['seconds_per_case']:.1f} s/case"
-                )
+        for system, s in ((k, result[k]) for k in ("llmos", "baseline") if k in result):
+            print(f"gsm8k {system}: accuracy {s['accuracy']:.0%} of {s['cases']}, device used "
+                  f"{s['device_share']:.0%}, {s['seconds_per_case']:.1f} s/case")
     print_json(result)
     return 0
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +27,7 @@ from llmos.errors import Fault
 from llmos.peripherals._netcheck import host_address, refusal
 from llmos.peripherals.base import Document
 from llmos.peripherals.browser import Browser, FetchArgs
+from tests.peripherals.test_browser import _Canary  # one canary server for both SSRF suites
 
 # The addresses the corpus uses for "some public host" (PROVENANCE.md) and its public literals.
 STAND_INS = frozenset({"93.184.215.14", "8.8.8.8", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"})
@@ -47,18 +48,6 @@ def _corpus() -> list[dict[str, Any]]:
 
 
 CASES = _corpus()
-
-
-class _Canary(http.server.BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.hits.append(self.path)
-        self.send_response(200)
-        self.end_headers()
 
 
 @pytest.fixture(scope="module")
