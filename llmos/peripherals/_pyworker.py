@@ -16,7 +16,9 @@ session. Before it reads a byte of untrusted code the worker walls itself in:
 Inside, the program sees RestrictedPython's guarded builtins plus a few pure ones, imports
 only read-only copies of allowlisted pure modules (public, non-module names only), and every
 attribute read goes through :func:`_guarded_getattr` (no ``_`` names, no frame/code/generator
-internals, no ``str.format``, never a module, frame, code object or traceback).
+internals, no ``format``/``format_map`` on any object, never a module, frame, code object or
+traceback), and ``setattr``/``delattr`` refuse ``_`` names on every object. Attribute names
+given as strings must be plain ``str`` (a subclass could lie to the checks).
 
 This file must not import ``llmos``: it runs in a bare interpreter, and it is the only code
 that shares a process with untrusted input. Neighbour: ``llmos.peripherals.python`` (the
@@ -53,7 +55,9 @@ from RestrictedPython.compile import compile_restricted_eval, compile_restricted
 from RestrictedPython.Eval import default_guarded_getitem, default_guarded_getiter
 from RestrictedPython.Guards import (
     full_write_guard,
+    guarded_delattr,
     guarded_iter_unpack_sequence,
+    guarded_setattr,
     guarded_unpack_sequence,
     safe_builtins,
 )
@@ -83,6 +87,9 @@ MODULES: dict[str, types.ModuleType] = {
 # Public names that would hand sandboxed code a C-level getattr or a host handle.
 _DENIED_NAMES = frozenset({"attrgetter", "methodcaller", "SystemRandom"})
 _DENIED_ATTRS = INSPECT_ATTRIBUTES
+# Methods that read attributes named inside a string (``'{0.__class__}'.format(x)``): denied
+# by name on every object, since wrappers (UserString) and subclasses hand out the real ones.
+_FORMAT_NAMES = frozenset({"format", "format_map", "vformat"})
 _OPAQUE = (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType)
 
 
@@ -167,10 +174,16 @@ class _Module:
         return f"<module {self._name!r}>"
 
 
+def _plain_name(name: object) -> str:
+    """An attribute name as sandboxed code gave it, refused unless it is a plain ``str``."""
+    if type(name) is not str:  # a str subclass could lie in startswith() or __eq__
+        raise TypeError("attribute names must be plain strings")
+    return name
+
+
 def _guarded_getattr(obj: object, name: object, *default: object) -> Any:
     """Every attribute read of sandboxed code, and its ``getattr``."""
-    if type(name) is not str:  # a str subclass could lie in startswith()
-        raise TypeError("attribute names must be plain strings")
+    name = _plain_name(name)
     if (
         name.startswith("_")
         or name in _DENIED_ATTRS
@@ -178,10 +191,11 @@ def _guarded_getattr(obj: object, name: object, *default: object) -> Any:
         or (name == "obj" and isinstance(obj, BaseException))  # AttributeError.obj
     ):
         raise _Denied(f"access to the attribute {name!r} is not allowed in the sandbox")
-    if name in ("format", "format_map") and (
-        isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))
-    ):
-        raise _Denied("str.format is not allowed in the sandbox; use f-strings or %")
+    if name in _FORMAT_NAMES:  # on every object: UserString, a str subclass, a Formatter...
+        raise _Denied(
+            f"the {name!r} method is not allowed in the sandbox (format strings can read "
+            "attributes); use f-strings or %"
+        )
     if isinstance(obj, string.Formatter) or (
         isinstance(obj, type) and issubclass(obj, string.Formatter)
     ):
@@ -198,6 +212,27 @@ def _guarded_getattr(obj: object, name: object, *default: object) -> Any:
     if isinstance(value, _OPAQUE):
         raise _Denied(f"the attribute {name!r} is not allowed in the sandbox")
     return value
+
+
+def _guarded_setattr(obj: object, name: object, value: object) -> None:
+    """``setattr`` of sandboxed code: no private or dunder names on any object.
+
+    A dunder set by string would install a hook the interpreter calls from C (``__exit__``
+    receives a traceback, ``__format__``/``__getattr__`` run on every format or miss) or
+    swap an object's ``__class__``; the write guard then decides which objects are writable.
+    """
+    name = _plain_name(name)
+    if name.startswith("_"):
+        raise _Denied(f"setting the attribute {name!r} is not allowed in the sandbox")
+    guarded_setattr(obj, name, value)  # type: ignore[no-untyped-call]
+
+
+def _guarded_delattr(obj: object, name: object) -> None:
+    """``delattr`` of sandboxed code: no private or dunder names on any object."""
+    name = _plain_name(name)
+    if name.startswith("_"):
+        raise _Denied(f"deleting the attribute {name!r} is not allowed in the sandbox")
+    guarded_delattr(obj, name)  # type: ignore[no-untyped-call]
 
 
 def _guarded_hasattr(obj: object, name: object) -> bool:
@@ -289,7 +324,8 @@ def _globals(cfg: dict[str, Any], sink: _Sink) -> dict[str, Any]:
     builtins = dict(safe_builtins)
     builtins.update({n: getattr(_builtins, n) for n in _EXTRA_BUILTINS})
     builtins.update(__import__=_importer(modules), getattr=_guarded_getattr,
-                    hasattr=_guarded_hasattr)
+                    hasattr=_guarded_hasattr, setattr=_guarded_setattr,
+                    delattr=_guarded_delattr, _getattr_=_guarded_getattr)
     collector = _collector(sink)
     return {
         "__builtins__": builtins,
