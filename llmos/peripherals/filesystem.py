@@ -1,15 +1,19 @@
 """The filesystem device: read, write, list and search files inside one jailed root.
 
-Concept: every path the model writes is resolved *component by component* from a directory
-descriptor of the root, never as a string handed to ``open()``. Each directory step is
-``os.open(name, O_DIRECTORY | O_NOFOLLOW, dir_fd=parent)``; the final file is opened with
-``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` (regular files only). A symlink anywhere
-in the path makes the open fail, so there is nothing to race: a directory swapped for a link
-after a check is simply refused (or the old directory, already held by its descriptor, is used).
+Concept: the root is opened once, when the device is mounted (``open``, or its first call if
+nothing mounted it), and held until ``close``: renaming the root away or putting a link or
+another folder at its path afterwards does not move the jail. Every path the model writes is
+resolved *component by component* from that descriptor, never as a string handed to
+``open()``. Each directory step is ``os.open(name, O_DIRECTORY | O_NOFOLLOW, dir_fd=parent)``;
+the final file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` (regular
+files only). A symlink anywhere in the path makes the open fail, so there is nothing to race:
+a directory swapped for a link after a check is simply refused (or the old directory, already
+held by its descriptor, is used).
 
 Rules for a path (each refused with a :class:`~llmos.errors.Fault` saying what to write):
-- relative, ``/``-separated; ``.`` is skipped and ``..`` steps back to the parent descriptor,
-  but never above the root (``a/../b.txt`` is fine, ``../x`` is refused);
+- relative, ``/``-separated; ``.`` is skipped and ``..`` removes the name before it, before
+  anything is opened, and never above the root (``a/../b.txt`` is ``b.txt``, ``../x`` is
+  refused);
 - no empty path, no absolute path, no NUL or control or invisible (format) characters;
 - names must be portable, so the same jail holds on every system: no ``\\`` or ``:``, no
   trailing dot or space, no reserved device names (``CON``, ``NUL``, ``COM1``, ...);
@@ -17,7 +21,9 @@ Rules for a path (each refused with a :class:`~llmos.errors.Fault` saying what t
 - the string is taken literally: no ``~`` or ``$VAR`` expansion, no URL/HTML/Unicode decoding;
 - read refuses a file with several hard links (it may alias a file outside the root) and caps
   the bytes read; write is refused in read-only mode, capped, and atomic (a temp file in the
-  same directory descriptor, then ``rename`` with ``src_dir_fd``/``dst_dir_fd``).
+  same directory descriptor, then ``rename`` with ``src_dir_fd``/``dst_dir_fd``). A refused or
+  failed write leaves nothing behind: every check that can refuse runs before anything is
+  created, and the temp file and the folders it created are removed if it fails later.
 
 Read returns a :class:`~llmos.peripherals.base.Document` with source ``fs:<relative path>``:
 file contents enter RAM as untrusted, with the path as provenance.
@@ -40,6 +46,7 @@ import os
 import secrets
 import stat
 import unicodedata
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,6 +151,26 @@ class FileSystem(Peripheral):
         self.max_read_bytes = max_read_bytes
         self.max_write_bytes = max_write_bytes
         self.max_results = max_results
+        self._root_fd: int | None = None
+        self._release: weakref.finalize[[int], FileSystem] | None = None
+
+    def open(self) -> None:
+        """Mount: open the root once; every call walks from this descriptor until ``close``."""
+        if self._root_fd is not None:
+            return
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise UsageError(f"the filesystem root {str(self.root)!r} cannot be opened "
+                             f"({os.strerror(exc.errno or 0)})", code="fs-root") from exc
+        self._root_fd = fd
+        self._release = weakref.finalize(self, os.close, fd)  # if never closed
+
+    def close(self) -> None:
+        """Unmount: release the root's descriptor (a later call mounts it again)."""
+        if self._release is not None:
+            self._release()
+        self._root_fd = self._release = None
 
     # -- syscalls ---------------------------------------------------------------------------
 
@@ -248,46 +275,47 @@ class FileSystem(Peripheral):
     def _walk(
         self, parts: builtins.list[str], *, create: bool = False
     ) -> Iterator[tuple[int, builtins.list[str]]]:
-        """Open the directory ``parts`` names, one component at a time, beneath the root.
+        """Open the folder ``parts`` names (normalised by :func:`_split`), one step at a time.
 
-        Yields the directory's descriptor and its normalised relative path. ``..`` steps back
-        to the previous descriptor on the stack, so it can never leave the root.
+        Yields the folder's descriptor and its relative path. With ``create``, missing folders
+        are made; if the block then fails, the folders made here are removed again.
         """
-        stack = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
-        names: builtins.list[str] = []
+        if self._root_fd is None:
+            self.open()
+        assert self._root_fd is not None
         shown = "/".join(parts) or "."
+        stack = [os.open(".", _DIR_FLAGS, dir_fd=self._root_fd)]
+        made: builtins.list[int] = []  # depths whose next folder this walk created
         try:
             for part in parts:
-                if part == "..":
-                    if len(stack) == 1:
-                        raise Fault(f"{shown!r} goes above the folder; use a path inside it")
-                    os.close(stack.pop())
-                    names.pop()
-                    continue
+                depth = len(stack) - 1
                 try:
                     fd = os.open(part, _DIR_FLAGS, dir_fd=stack[-1])
                 except FileNotFoundError:
                     if not create:
-                        raise Fault(_missing(shown, [*names, part])) from None
+                        raise Fault(_missing(shown, parts[: depth + 1])) from None
                     os.mkdir(part, 0o755, dir_fd=stack[-1])
+                    made.append(depth)
                     fd = os.open(part, _DIR_FLAGS, dir_fd=stack[-1])
                 except OSError as exc:
-                    raise _refusal(shown, [*names, part], exc) from None
+                    raise _refusal(shown, parts[: depth + 1], exc) from None
                 stack.append(fd)
-                names.append(part)
-            yield stack[-1], names
-        except OSError as exc:
-            raise _refusal(shown, names, exc) from None
+            yield stack[-1], parts
+        except BaseException as exc:
+            for depth in reversed(made):  # innermost first; rmdir leaves a non-empty folder
+                with contextlib.suppress(OSError):
+                    os.rmdir(parts[depth], dir_fd=stack[depth])
+            if isinstance(exc, OSError):
+                raise _refusal(shown, parts[: len(stack) - 1], exc) from None
+            raise
         finally:
             for fd in stack:
                 os.close(fd)
 
     def _file_parts(self, path: str) -> builtins.list[str]:
-        """The components of a file path; a path naming a folder ('.', 'a/..') is refused."""
+        """The components of a file path; a path naming the root ('.', 'a/..') is refused."""
         parts = _split(path)
-        if not parts or parts[-1] == "..":
-            with self._walk(parts):  # still refuse an escape as such ('..' above the root)
-                pass
+        if not parts:
             raise Fault(f"{path!r} is a folder; use fs.list to see what it holds")
         return parts
 
@@ -302,7 +330,11 @@ class FileSystem(Peripheral):
 
 
 def _split(path: str) -> list[str]:
-    """The components of ``path`` ('.' and empty parts dropped), or a Fault saying why not."""
+    """The components of ``path`` ('.', empty parts and '..' resolved), or a Fault saying why.
+
+    ``..`` removes the name before it here, as text: nothing is opened (or created) for a
+    path that ends up above the root, and a link named before ``..`` is never entered.
+    """
     if not path:
         raise Fault("the path is empty; use '.' for the folder itself or a relative file path")
     if len(path) > _MAX_PATH:
@@ -318,8 +350,12 @@ def _split(path: str) -> list[str]:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if len(parts) > _MAX_DEPTH:
         raise Fault(f"the path has {len(parts)} parts; the limit is {_MAX_DEPTH}")
+    normal: list[str] = []
     for part in parts:
         if part == "..":
+            if not normal:
+                raise Fault(f"{path[:80]!r} goes above the folder; use a path inside it")
+            normal.pop()
             continue
         if len(part.encode("utf-8", errors="surrogatepass")) > _MAX_NAME:
             raise Fault(f"a name in the path is longer than {_MAX_NAME} bytes")
@@ -327,7 +363,8 @@ def _split(path: str) -> list[str]:
             raise Fault(f"the name {part!r} ends with a dot or a space; use a plain name")
         if part.split(".")[0].strip().casefold() in _RESERVED:
             raise Fault(f"{part!r} is a reserved device name on some systems; use another name")
-    return parts
+        normal.append(part)
+    return normal
 
 
 def _missing(shown: str, names: list[str]) -> str:
