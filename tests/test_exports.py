@@ -16,7 +16,7 @@ PUBLIC = {
     "llmos.peripherals": {
         "Browser", "Calculator", "Document", "Example", "Fault", "FileSystem", "Limits",
         "NeedsApproval", "Peripheral", "Prefixed", "Python", "ReadOnly", "SyscallSpec",
-        "discover", "free_text", "grounded", "peripheral", "syscall",
+        "discover", "free_text", "grounded", "peripheral", "quote", "syscall",
     },
     "llmos.cpu": {"CPU", "Decoding", "LlamaCPU", "Switch", "Switching"},
     "llmos.memory": {

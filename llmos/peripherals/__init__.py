@@ -15,6 +15,7 @@ from llmos.peripherals.base import (
     free_text,
     grounded,
     peripheral,
+    quote,
     syscall,
 )
 from llmos.peripherals.browser import Browser
@@ -41,5 +42,6 @@ __all__ = [
     "free_text",
     "grounded",
     "peripheral",
+    "quote",
     "syscall",
 ]

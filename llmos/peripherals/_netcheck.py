@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import httpx
 
 from llmos.errors import Fault, UsageError
+from llmos.peripherals.base import quote
 
 __all__ = [
     "Gate",
@@ -168,24 +169,24 @@ def host_address(host: str) -> IPAddress | None:
         try:
             return ipaddress.IPv6Address(literal)
         except ValueError:
-            raise ValueError(f"{host!r} is not a valid IPv6 address") from None
+            raise ValueError(f"{quote(host)} is not a valid IPv6 address") from None
     name = host[:-1] if host.endswith(".") else host
     labels = name.split(".")
     if _NUMERIC_PART.match(labels[-1]):
         return _numeric_ipv4(host, labels)
     if not _HOSTNAME.match(name):
-        raise ValueError(f"the host {host!r} has characters a host name cannot have")
+        raise ValueError(f"the host {quote(host)} has characters a host name cannot have")
     return None
 
 
 def _numeric_ipv4(host: str, labels: list[str]) -> ipaddress.IPv4Address:
     if len(labels) > 4 or not all(_NUMERIC_PART.match(p) for p in labels):
-        raise ValueError(f"the host {host!r} looks numeric but is not an IPv4 address")
+        raise ValueError(f"the host {quote(host)} looks numeric but is not an IPv4 address")
     parts = [_number(p) for p in labels]
     # All parts but the last are single bytes; the last fills the remaining bytes.
     last_limit = 256 ** (5 - len(parts))
     if any(p > 255 for p in parts[:-1]) or parts[-1] >= last_limit:
-        raise ValueError(f"the host {host!r} is a numeric address out of range")
+        raise ValueError(f"the host {quote(host)} is a numeric address out of range")
     value = parts[-1]
     for i, part in enumerate(parts[:-1]):
         value += part << (8 * (3 - i))
@@ -197,7 +198,7 @@ def _number(part: str) -> int:
         return int(part[2:] or "0", 16)
     if len(part) > 1 and part.startswith("0"):
         if not set(part) <= set("01234567"):
-            raise ValueError(f"{part!r} is not an octal number")
+            raise ValueError(f"{quote(part, 40)} is not an octal number")
         return int(part, 8)
     return int(part)
 
@@ -255,9 +256,11 @@ class Gate:
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, ValueError) as exc:  # idna errors are ValueErrors too
-            raise Fault(f"refused: {url!r} is not a valid URL ({exc})") from None
+            raise Fault(f"refused: {quote(url)} is not a valid URL ({quote(exc)})") from None
         if parsed.scheme not in ("http", "https"):
-            raise Fault(f"refused: only http and https URLs can be fetched, not {parsed.scheme!r}")
+            raise Fault(
+                f"refused: only http and https URLs can be fetched, not {quote(parsed.scheme, 20)}"
+            )
         if parsed.userinfo:
             raise Fault("refused: the URL carries credentials (user:password@); remove them")
         host = parsed.host
@@ -275,18 +278,18 @@ class Gate:
         else:
             why = name_refusal(host)
             if why and not allowed:
-                raise Fault(f"refused: {host} is {why}; only public hosts can be fetched")
+                raise Fault(f"refused: {_shown(host)} is {why}; only public hosts can be fetched")
             addresses = self._lookup(host, port)
         for address in addresses:
             why = None if allowed else refusal(address)
             if why is None:
                 continue
             if literal is None:
-                subject = f"{host} resolves to {address},"
+                subject = f"{_shown(host)} resolves to {address},"
             elif str(literal) == host:
                 subject = f"{host} is"
             else:  # a numeric form such as 2130706433: say what it denotes
-                subject = f"{host} is {address},"
+                subject = f"{_shown(host)} is {address},"
             raise Fault(f"refused: {subject} {why}; only public hosts can be fetched")
         return Target(parsed, addresses)
 
@@ -294,16 +297,26 @@ class Gate:
         try:
             answers = self._resolve(host, port)
         except OSError as exc:
-            raise Fault(f"could not resolve {host} ({exc}); check the host name") from None
+            raise Fault(
+                f"could not resolve {_shown(host)} ({quote(exc)}); check the host name"
+            ) from None
         addresses: list[IPAddress] = []
         for answer in answers:
             try:
                 addresses.append(parse_address(answer))
             except ValueError:
-                raise Fault(f"refused: {host} resolves to {answer!r}, not an address") from None
+                raise Fault(
+                    f"refused: {_shown(host)} resolves to {quote(answer, 60)}, not an address"
+                ) from None
         if not addresses:
-            raise Fault(f"could not resolve {host}: it has no addresses")
+            raise Fault(f"could not resolve {_shown(host)}: it has no addresses")
         return tuple(addresses)
+
+
+def _shown(host: str) -> str:
+    """A host that passed :func:`host_address` (no spaces, quotes or controls), for a message:
+    as it is when short, else quoted and cut (a redirect can name a host of any length)."""
+    return host if len(host) <= 100 else quote(host, 100)
 
 
 def _allow_key(entry: str) -> tuple[str, int]:

@@ -42,6 +42,7 @@ __all__ = [
     "free_text",
     "grounded",
     "peripheral",
+    "quote",
     "syscall",
 ]
 
@@ -329,6 +330,21 @@ def peripheral(
         return cast(type[Peripheral], cls)
 
     return build(fn) if fn is not None else build
+
+
+def quote(text: object, limit: int = 120) -> str:
+    """Outside text (a header, a redirect's URL, a file name, an error) ready for a message.
+
+    One line (``repr``: newlines, control, bidi and other invisible characters come out as
+    escapes), in quotes, at most ``limit`` characters of the original; a longer text is cut and
+    its length said. Use it for every piece of a :class:`Fault` that did not come from the
+    program or the model's own arguments, so the message cannot start a line of its own or
+    grow without bound.
+    """
+    s = str(text)
+    if len(s) <= limit:
+        return repr(s)
+    return f"{s[:limit]!r}... ({len(s)} characters)"
 
 
 ENTRY_POINT_GROUP = "llmos.peripherals"

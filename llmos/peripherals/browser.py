@@ -12,11 +12,16 @@ A fetch is one walk over at most ``max_redirects + 1`` hops. Each hop:
 
 Invariants: the client never reads proxy settings from the environment (``trust_env=False``);
 no cookie is ever stored; the body is decompressed here, a chunk at a time, and never beyond
-``max_bytes``; the whole fetch ends by ``total_timeout_s``; only text-like content types are
-read. Host:port pairs in ``allow_hosts`` skip the public-address and port checks and nothing
-else (tests serve pages on loopback). Every refusal is a :class:`~llmos.errors.Fault` that says
-why, and every page is a :class:`~llmos.peripherals.base.Document` whose source is the final
-URL, so the kernel stores it as untrusted with its provenance.
+``max_bytes``; the whole fetch (lookups, connects, headers, body, redirects and retries) ends
+by ``total_timeout_s``, because every blocking step is cut to the time left (``_deadline``);
+only text-like content types are read, and only in a short list of charsets, each decoded in
+linear time; any other is refused before the body is read (``_page``). Outside text in a
+fault (a redirect's URL, a header, an httpx error) is quoted on one line and cut
+(:func:`~llmos.peripherals.base.quote`). Host:port pairs in ``allow_hosts`` skip the
+public-address and port checks and nothing else (tests serve pages on loopback). Every refusal
+is a :class:`~llmos.errors.Fault` that says why, and every page is a
+:class:`~llmos.peripherals.base.Document` whose source is the final URL, so the kernel stores
+it as untrusted with its provenance.
 
 Neighbours: ``llmos.peripherals._netcheck`` classifies addresses; ``llmos.kernel.syscall``
 runs these syscalls under ``limits``; ``llmos.kernel.ground`` constrains the ``url`` field to
@@ -29,18 +34,24 @@ import http.cookiejar
 import math
 import re
 import time
-import zlib
 from collections.abc import Callable, Iterable
 
 import httpx
-from inscriptis import get_text
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from llmos.errors import Fault, UsageError
-from llmos.peripherals import _netcheck
+from llmos.peripherals import _deadline, _netcheck, _page
 from llmos.peripherals._netcheck import Resolver, Target, system_resolver
-from llmos.peripherals.base import Document, Example, Limits, Peripheral, grounded, syscall
+from llmos.peripherals.base import (
+    Document,
+    Example,
+    Limits,
+    Peripheral,
+    grounded,
+    quote,
+    syscall,
+)
 
 __all__ = [
     "Browser",
@@ -52,11 +63,8 @@ __all__ = [
 ]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_TEXT_TYPES = frozenset({"application/json", "application/xhtml+xml", "application/xml"})
-_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _MAX_HEADER_BYTES = 64 * 1024
 _OP_TIMEOUT_S = 5.0  # one connect or read; the whole fetch is bounded by total_timeout_s
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class FetchArgs(BaseModel):
@@ -154,12 +162,12 @@ class Browser(Peripheral):
         self.total_timeout_s = total_timeout_s
         self.max_redirects = max_redirects
         self.attempts = attempts
-        self.gate = _netcheck.Gate(allow_hosts, ports, resolver or system_resolver)
+        self.gate = _netcheck.Gate(
+            allow_hosts, ports, _deadline.bounded(resolver or system_resolver)
+        )
         self._clock = clock
-        if transport is None:  # no keep-alive: a pooled connection would outlive its SNI check
-            transport = httpx.HTTPTransport(
-                trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)
-            )
+        if transport is None:  # no keep-alive, every socket operation cut to the deadline
+            transport = _deadline.transport()
         no_cookies = http.cookiejar.CookieJar(
             http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
         )
@@ -184,8 +192,8 @@ class Browser(Peripheral):
         found = best_passages(text, args.query)
         if not found:
             raise Fault(
-                f"no passage of {url} shares a word with {args.query!r}; try other words, "
-                "or browser.fetch to read the whole page"
+                f"no passage of {quote(url)} shares a word with {args.query!r}; try other "
+                "words, or browser.fetch to read the whole page"
             )
         return Document(text=found, source=url)
 
@@ -193,7 +201,10 @@ class Browser(Peripheral):
 
     def read(self, url: str) -> tuple[str, str]:
         """Fetch ``url`` under every check; return the final URL and the page as text."""
-        deadline = self._clock() + self.total_timeout_s
+        with _deadline.deadline(self.total_timeout_s):
+            return self._walk(url, self._clock() + self.total_timeout_s)
+
+    def _walk(self, url: str, deadline: float) -> tuple[str, str]:
         target = self.gate.check(url)
         for _hop in range(self.max_redirects + 1):
             response = self._send(target, deadline)
@@ -206,8 +217,18 @@ class Browser(Peripheral):
             finally:
                 response.close()
         raise Fault(
-            f"refused: {url} redirects more than {self.max_redirects} times; "
+            f"refused: {quote(url)} redirects more than {self.max_redirects} times; "
             "fetch the final address directly"
+        )
+
+    def _left(self, deadline: float) -> float:
+        """Seconds left of this fetch, by the injected clock and by the socket deadline."""
+        return min(deadline - self._clock(), _deadline.left() or math.inf)
+
+    def _late(self, url: httpx.URL) -> Fault:
+        return Fault(
+            f"refused: {_where(url)} took longer than {self.total_timeout_s:g} s; try again "
+            "later or another page"
         )
 
     def _send(self, target: Target, deadline: float) -> httpx.Response:
@@ -217,6 +238,7 @@ class Browser(Peripheral):
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=0.25, max=2.0),
             retry=retry_if_exception_type(_Transient),
+            sleep=lambda seconds: time.sleep(max(0.0, min(seconds, self._left(deadline)))),
             reraise=True,
         )
         try:
@@ -226,15 +248,17 @@ class Browser(Peripheral):
                     address = target.addresses[n % len(target.addresses)]
                     return self._send_once(url, address, deadline)
         except _Transient as exc:
-            raise Fault(f"could not read {_final(url)}: {exc}; try again later") from None
+            if self._left(deadline) <= 0:
+                raise self._late(url) from None
+            raise Fault(f"could not read {_where(url)}: {exc}; try again later") from None
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def _send_once(
         self, url: httpx.URL, address: _netcheck.IPAddress, deadline: float
     ) -> httpx.Response:
-        remaining = deadline - self._clock()
+        remaining = self._left(deadline)
         if remaining <= 0:
-            raise Fault(f"refused: {_final(url)} took longer than {self.total_timeout_s:g} s")
+            raise self._late(url)
         timeout = httpx.Timeout(min(remaining, _OP_TIMEOUT_S)).as_dict()
         extensions: dict[str, object] = {"timeout": timeout}
         if url.scheme == "https" and _netcheck.host_address(url.host) is None:
@@ -253,9 +277,11 @@ class Browser(Peripheral):
         try:
             response = self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.TimeoutException) as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+            raise _Transient(f"{type(exc).__name__}: {quote(exc)}") from exc
         except httpx.HTTPError as exc:
-            raise Fault(f"could not read {_final(url)} ({type(exc).__name__}: {exc})") from None
+            raise Fault(
+                f"could not read {_where(url)} ({type(exc).__name__}: {quote(exc)})"
+            ) from None
         if response.status_code == 429 or response.status_code >= 500:
             response.close()
             raise _Transient(f"the server answered HTTP {response.status_code}")
@@ -263,7 +289,7 @@ class Browser(Peripheral):
 
     def _body(self, response: httpx.Response, url: httpx.URL, deadline: float) -> str:
         """The response as readable text, after the status, header and content-type checks."""
-        where = _final(url)
+        where = _where(url)
         if response.status_code >= 300:
             raise Fault(f"{where} answered HTTP {response.status_code}; check the URL")
         size = sum(len(k) + len(v) for k, v in response.headers.raw)
@@ -271,97 +297,59 @@ class Browser(Peripheral):
             raise Fault(
                 f"refused: {where} sent {size} bytes of headers (limit {_MAX_HEADER_BYTES})"
             )
-        mime = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not _is_text(mime):
-            raise Fault(
-                f"refused: {where} is {mime or 'of no declared type'}, not text; the browser "
-                "reads only text, HTML, JSON and XML"
-            )
-        raw, cut = self._read_capped(response, where, deadline)
-        text = raw.decode(response.charset_encoding or "utf-8", errors="replace")
-        if mime in _HTML_TYPES:
-            text = get_text(text)
-        text = _tidy(text)
+        mime = _page.text_type(response.headers.get("content-type", ""), where)
+        codec = _page.codec(response.charset_encoding, where)  # refused before the body is read
+        raw, cut = self._read_capped(response, url, deadline)
+        text = _deadline.within(lambda: _page.to_text(raw, codec, mime), lambda: self._late(url))
         if cut:
             text += f"\n[cut: the page is longer than {self.max_bytes} bytes]"
         return text
 
     def _read_capped(
-        self, response: httpx.Response, where: str, deadline: float
+        self, response: httpx.Response, url: httpx.URL, deadline: float
     ) -> tuple[bytes, bool]:
+        where = _where(url)
         chunks: Iterable[bytes]
         if response.is_stream_consumed:  # built in memory (a test transport): httpx decoded it
-            chunks, inflate = [response.content], _Inflater("identity", where)
+            chunks, inflate = [response.content], _page.Inflater("identity", where)
         else:
             chunks = response.iter_raw()
-            inflate = _Inflater(response.headers.get("content-encoding", "identity"), where)
+            inflate = _page.Inflater(response.headers.get("content-encoding", "identity"), where)
         body = bytearray()
         wire = 0
         try:
             for chunk in chunks:
-                if self._clock() > deadline:
-                    raise Fault(
-                        f"refused: {where} took longer than {self.total_timeout_s:g} s to arrive"
-                    )
+                if self._left(deadline) <= 0:
+                    raise self._late(url)
                 wire += len(chunk)
                 body += inflate.feed(chunk, self.max_bytes + 1 - len(body))
                 if len(body) > self.max_bytes or wire > self.max_bytes:
                     return bytes(body[: self.max_bytes]), True
         except httpx.TimeoutException:
+            if self._left(deadline) <= 0:
+                raise self._late(url) from None
             raise Fault(f"refused: {where} stopped sending; try again later") from None
         except httpx.HTTPError as exc:
-            raise Fault(f"could not read {where} ({type(exc).__name__}: {exc})") from None
+            raise Fault(f"could not read {where} ({type(exc).__name__}: {quote(exc)})") from None
         return bytes(body), False
-
-
-class _Inflater:
-    """Content-Encoding undone here, so the output can be bounded before it is made."""
-
-    def __init__(self, encoding: str, where: str) -> None:
-        encoding = encoding.strip().lower()
-        self._zlib: zlib._Decompress | None = None
-        if encoding in ("gzip", "x-gzip"):
-            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header
-        elif encoding not in ("identity", ""):
-            raise Fault(f"refused: {where} uses the unsupported Content-Encoding {encoding!r}")
-        self._where = where
-
-    def feed(self, chunk: bytes, room: int) -> bytes:
-        """Up to ``room`` decoded bytes from ``chunk`` (the rest is never produced)."""
-        if self._zlib is None:
-            return chunk[: max(room, 0)]
-        if room <= 0 or self._zlib.eof:
-            return b""
-        try:
-            return self._zlib.decompress(chunk, room)
-        except zlib.error:
-            raise Fault(f"could not read {self._where}: its compressed data is corrupt") from None
-
-
-def _is_text(mime: str) -> bool:
-    return (
-        mime.startswith("text/")
-        or mime in _TEXT_TYPES
-        or mime.endswith(("+json", "+xml"))
-    )
-
-
-def _tidy(text: str) -> str:
-    lines = [_CONTROL.sub("", line).rstrip() for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def _join(base: httpx.URL, location: str) -> str:
     try:
         return str(base.join(location))
     except (httpx.InvalidURL, ValueError) as exc:
-        raise Fault(f"refused: {_final(base)} redirects to an invalid URL ({exc})") from None
+        raise Fault(
+            f"refused: {_where(base)} redirects to an invalid URL ({quote(exc)})"
+        ) from None
 
 
 def _final(url: httpx.URL) -> str:
     return str(url.copy_with(fragment=None))
+
+
+def _where(url: httpx.URL) -> str:
+    """A URL for a message: the final URL, quoted and cut (a redirect can make it anything)."""
+    return quote(_final(url), 200)
 
 
 # -- passages -------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def test_plain_text_and_json_are_read_as_they_are(browser: Browser, port: int) -
 
 
 def test_binary_content_is_refused(browser: Browser, port: int) -> None:
-    with pytest.raises(Fault, match=r"refused: .* is image/png, not text"):
+    with pytest.raises(Fault, match=r"refused: .* is 'image/png', not text"):
         _fetch(browser, f"http://127.0.0.1:{port}/image.png")
 
 
