@@ -26,7 +26,9 @@ Rules for a path (each refused with a :class:`~llmos.errors.Fault` saying what t
   created, and the temp file and the folders it created are removed if it fails later.
 
 Read returns a :class:`~llmos.peripherals.base.Document` with source ``fs:<relative path>``:
-file contents enter RAM as untrusted, with the path as provenance.
+file contents enter RAM as untrusted, with the path as provenance. Names read from the disk
+(list, search) that hold a newline, control or invisible character are shown quoted on one
+line, so a file name cannot start a line of its own.
 
 Limitation: a root on a filesystem another user can write into is not a jail (hard links made
 by others into the root are refused on read but cannot be prevented). There is no delete,
@@ -60,6 +62,7 @@ from llmos.peripherals.base import (
     Peripheral,
     free_text,
     grounded,
+    quote,
     syscall,
 )
 
@@ -243,7 +246,7 @@ class FileSystem(Peripheral):
         where = "/".join(rel) or "."
         if not entries:
             return f"{where} is empty"
-        shown = [name + suffix for name, suffix in entries[:_MAX_LIST]]
+        shown = [_display(name) + suffix for name, suffix in entries[:_MAX_LIST]]
         if len(entries) > _MAX_LIST:
             shown.append(f"[... and {len(entries) - _MAX_LIST} more]")
         return "\n".join(shown)
@@ -266,7 +269,7 @@ class FileSystem(Peripheral):
                 hit = (fnmatch.fnmatchcase(relpath, pattern) or fnmatch.fnmatchcase(name, pattern)
                        if is_glob else needle in name.casefold())
                 if hit:
-                    found.append(relpath + ("/" if is_dir else ""))
+                    found.append(_display(relpath) + ("/" if is_dir else ""))
         return "\n".join(found) if found else f"no file name matches {pattern!r}"
 
     # -- resolution -------------------------------------------------------------------------
@@ -387,6 +390,12 @@ def _refusal(shown: str, names: list[str], exc: OSError) -> Fault:
     if exc.errno == errno.EISDIR:
         return Fault(f"{shown!r} is a folder; use fs.list")
     return Fault(f"{shown!r} cannot be opened ({os.strerror(exc.errno or 0)})")
+
+
+def _display(name: str) -> str:
+    """A name from the disk for a listing: as it is, or quoted on one line when it holds a
+    newline, control or invisible character (such a name could not be passed back anyway)."""
+    return name if name.isprintable() else quote(name, 255)
 
 
 def _read_up_to(fd: int, limit: int) -> bytes:

@@ -14,7 +14,9 @@ Invariants:
   pydantic model, read up to a byte cap;
 - a worker never outlives its call (the process group is SIGKILLed in ``finally``), so a
   worker that dies or hangs cannot affect the next call;
-- the limits are per instance (``Python(timeout_s=..., memory_mb=...)``) with safe defaults.
+- the limits are per instance (``Python(timeout_s=..., memory_mb=...)``) with safe defaults;
+- a fault is one line: the program's error text has its newlines escaped, and what it printed
+  before the error is quoted and cut (:func:`~llmos.peripherals.base.quote`).
 
 Neighbours: ``llmos.kernel.syscall`` dispatches ``python.run`` under :attr:`Python.limits`
 (set a little above the worker's own deadline, as a backstop); ``_pyworker`` is the sandbox.
@@ -38,7 +40,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmos.errors import Fault, PeripheralError, UsageError
-from llmos.peripherals.base import Example, Limits, Peripheral, free_text, syscall
+from llmos.peripherals.base import Example, Limits, Peripheral, free_text, quote, syscall
 
 __all__ = ["IMPORTABLE", "Python", "RunArgs", "Walls"]
 
@@ -201,11 +203,11 @@ class Python(Peripheral):
                 "(a count, a sample or a summary)"
             )
         elif reply.kind == "recursion":
-            message = f"{reply.message}: recursion too deep; use a loop"
+            message = f"{_one_line(reply.message)}: recursion too deep; use a loop"
         else:
-            message = reply.message
+            message = _one_line(reply.message)
         if reply.output and reply.kind != "output":
-            message += "\nprinted before the error:\n" + reply.output[-500:]
+            message += "; printed before the error: " + quote(reply.output[-300:], 300)
         return message
 
     def _config(self) -> str:
@@ -257,10 +259,11 @@ class Python(Peripheral):
                     f"used up its {self.cpu_s:g} s of CPU time and was stopped: make the loop "
                     "smaller or the numbers less huge"
                 ) from None
-            detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+            detail = err.decode("utf-8", "replace").strip().splitlines()[-1:]
+            said = f" ({quote(detail[0], 200)})" if detail else ""
             raise Fault(
-                f"the Python worker died (exit status {rc}) {detail[0][:200]}".rstrip()
-                + ": simplify the program and try again"
+                f"the Python worker died (exit status {rc}){said}: simplify the program and "
+                "try again"
             ) from None
 
 
@@ -316,6 +319,11 @@ def _exchange(
         sel.close()
     return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), \
         timed_out, overflow
+
+
+def _one_line(text: str) -> str:
+    """The program's error line as one line: newlines and other controls shown as escapes."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
