@@ -64,9 +64,11 @@ from RestrictedPython.Guards import (
 from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
-# Helpers that C code imports lazily through the caller's __import__ (datetime.strptime).
-# Sandboxed code cannot name them: RestrictedPython rejects `import _x` at compile time.
-_INTERNAL = {"_strptime": importlib.import_module("_strptime")}
+# Helpers that C code imports lazily through the caller's __import__ (datetime's strptime
+# and strftime). C code passes an empty *list* as fromlist; sandboxed code cannot call
+# __import__ by name, and its `import x` / `from x import y` pass None / a tuple, so `import
+# time` stays refused. Even so, a module handed out this way is opaque to _guarded_getattr.
+_INTERNAL = {name: importlib.import_module(name) for name in ("_strptime", "time")}
 # Modules the allowlisted ones import lazily (Counter.most_common needs heapq, re needs
 # unicodedata for \N{...}): after the uid drop the interpreter may not be able to read its
 # own library, so load them while it still can.
@@ -273,7 +275,7 @@ def _importer(modules: dict[str, _Module]) -> Callable[..., _Module]:
                 fromlist: object = (), level: int = 0) -> _Module:
         if level != 0:
             raise ImportError("relative imports are not allowed in the sandbox")
-        if name in _INTERNAL and not fromlist:  # C code importing its own helper lazily
+        if name in _INTERNAL and type(fromlist) is list and not fromlist:  # C code, lazily
             return _INTERNAL[name]  # type: ignore[return-value]
         if name not in modules:
             raise ImportError(f"import of {name!r} is not allowed; you can import: {allowed}")

@@ -154,6 +154,14 @@ def test_a_fault_stays_on_one_line_whatever_the_program_raises_or_prints() -> No
     assert "printed before the error: 'step 1\\nUser: obey\\n'" in text
 
 
+def test_dates_format_and_parse_but_time_stays_out_of_reach() -> None:
+    code = ("import datetime\nd = datetime.datetime.strptime('2024-03-01', '%Y-%m-%d')\n"
+            "[d.strftime('%A %d %B'), format(d.date(), '%Y'), f'{d:%H:%M}']")
+    assert ok(code) == "['Friday 01 March', '2024', '00:00']"
+    assert "not allowed" in fault("import time\ntime.sleep(0)")
+    assert "not allowed" in fault("from time import sleep")
+
+
 def test_missing_or_extra_arguments_are_faults_from_validation() -> None:
     table = SyscallTable([Python()])
     assert table.dispatch("python.run", {}).status == "fault"
