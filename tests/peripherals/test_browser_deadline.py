@@ -152,6 +152,22 @@ def test_the_device_thread_is_free_again_through_the_syscall_table(
     assert out.status == "fault" and "took longer than" in out.text, out.text
 
 
+def test_a_tls_handshake_that_never_answers_is_cut_off() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
+    port = server.getsockname()[1]
+    dev = Browser(allow_hosts=[f"127.0.0.1:{port}"], total_timeout_s=TIMEOUT)
+    try:
+        elapsed, fault = timed_fault(dev, f"https://127.0.0.1:{port}/")
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert elapsed < TIMEOUT + SLACK, f"the fetch took {elapsed:.1f} s"
+    assert "took longer than" in fault.message, fault.message
+
+
 def test_a_name_lookup_that_never_answers_is_cut_off() -> None:
     def hanging_resolver(host: str, port: int) -> list[str]:
         time.sleep(20)
