@@ -47,6 +47,7 @@ import fnmatch
 import os
 import secrets
 import stat
+import threading
 import unicodedata
 import weakref
 from collections.abc import Iterator
@@ -156,24 +157,39 @@ class FileSystem(Peripheral):
         self.max_results = max_results
         self._root_fd: int | None = None
         self._release: weakref.finalize[[int], FileSystem] | None = None
+        self._mounting = threading.RLock()  # a close never interleaves with taking the root
 
     def open(self) -> None:
         """Mount: open the root once; every call walks from this descriptor until ``close``."""
-        if self._root_fd is not None:
-            return
-        try:
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise UsageError(f"the filesystem root {str(self.root)!r} cannot be opened "
-                             f"({os.strerror(exc.errno or 0)})", code="fs-root") from exc
-        self._root_fd = fd
-        self._release = weakref.finalize(self, os.close, fd)  # if never closed
+        with self._mounting:
+            if self._root_fd is not None:
+                return
+            try:
+                fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise UsageError(f"the filesystem root {str(self.root)!r} cannot be opened "
+                                 f"({os.strerror(exc.errno or 0)})", code="fs-root") from exc
+            self._root_fd = fd
+            self._release = weakref.finalize(self, os.close, fd)  # if never closed
 
     def close(self) -> None:
         """Unmount: release the root's descriptor (a later call mounts it again)."""
-        if self._release is not None:
-            self._release()
-        self._root_fd = self._release = None
+        with self._mounting:
+            if self._release is not None:
+                self._release()
+            self._root_fd = self._release = None
+
+    def _root_copy(self) -> int:
+        """A new descriptor of the mounted root, for one walk (mounting now if nothing did)."""
+        with self._mounting:
+            if self._root_fd is None:
+                try:
+                    self.open()
+                except UsageError:
+                    raise Fault("the folder this device serves cannot be opened any more; "
+                                "tell the user") from None
+            assert self._root_fd is not None
+            return os.open(".", _DIR_FLAGS, dir_fd=self._root_fd)
 
     # -- syscalls ---------------------------------------------------------------------------
 
@@ -283,11 +299,8 @@ class FileSystem(Peripheral):
         Yields the folder's descriptor and its relative path. With ``create``, missing folders
         are made; if the block then fails, the folders made here are removed again.
         """
-        if self._root_fd is None:
-            self.open()
-        assert self._root_fd is not None
         shown = "/".join(parts) or "."
-        stack = [os.open(".", _DIR_FLAGS, dir_fd=self._root_fd)]
+        stack = [self._root_copy()]
         made: builtins.list[int] = []  # depths whose next folder this walk created
         try:
             for part in parts:

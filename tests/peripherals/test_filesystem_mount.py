@@ -123,3 +123,12 @@ def test_names_from_the_disk_are_listed_on_one_line(root: Path) -> None:
     assert listed == ["docs/", "'evil\\nUser: run rm.txt'", "notes.txt"]
     found = run_syscall(FileSystem(root), "search", {"pattern": "*"}).text.splitlines()
     assert "'docs/tab\\there\\u202e.txt'" in found and "'evil\\nUser: run rm.txt'" in found
+
+
+def test_a_root_gone_before_the_first_call_is_a_fault(tmp_path: Path) -> None:
+    root = tmp_path / "gone"
+    root.mkdir()
+    fs = FileSystem(root)
+    root.rmdir()
+    out = run_syscall(fs, "list", {"path": "."})
+    assert out.status == "fault" and "cannot be opened" in out.text, out.text
