@@ -223,7 +223,8 @@ class Browser(Peripheral):
 
     def _left(self, deadline: float) -> float:
         """Seconds left of this fetch, by the injected clock and by the socket deadline."""
-        return min(deadline - self._clock(), _deadline.left() or math.inf)
+        socket_left = _deadline.left()
+        return min(deadline - self._clock(), math.inf if socket_left is None else socket_left)
 
     def _late(self, url: httpx.URL) -> Fault:
         return Fault(
