@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import httpcore
 import httpx
 
-from llmos.errors import Fault
+from llmos.errors import Fault, PeripheralError
 from llmos.peripherals._netcheck import Resolver
 from llmos.peripherals.base import quote
 
@@ -134,6 +134,11 @@ def transport() -> httpx.HTTPTransport:
     base = httpx.HTTPTransport(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
     # httpx takes no network backend, so its pool is rebuilt on one (same TLS, no keep-alive).
     # A pooled connection would also outlive the SNI check of the hop that opened it.
+    if not isinstance(getattr(base, "_pool", None), httpcore.ConnectionPool):
+        raise PeripheralError(
+            f"httpx {httpx.__version__} lays out its transport differently: the browser cannot "
+            "bound its fetches; install httpx<1 (or pass transport=)"
+        )
     base._pool = httpcore.ConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_keepalive_connections=0,
