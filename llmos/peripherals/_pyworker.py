@@ -64,10 +64,9 @@ from RestrictedPython.Guards import (
 from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
-# Helpers that C code imports lazily through the caller's __import__ (datetime's strptime
-# and strftime). C code passes an empty *list* as fromlist; sandboxed code cannot call
-# __import__ by name, and its `import x` / `from x import y` pass None / a tuple, so `import
-# time` stays refused. Even so, a module handed out this way is opaque to _guarded_getattr.
+# Helpers C code imports lazily through the caller's __import__ (datetime's strptime and
+# strftime), with an empty *list* as fromlist: sandboxed `import x` / `from x import y` pass
+# None / a tuple, so `import time` stays refused (and modules are opaque to _guarded_getattr).
 _INTERNAL = {name: importlib.import_module(name) for name in ("_strptime", "time")}
 # Modules the allowlisted ones import lazily (Counter.most_common needs heapq, re needs
 # unicodedata for \N{...}): after the uid drop the interpreter may not be able to read its
@@ -217,12 +216,9 @@ def _guarded_getattr(obj: object, name: object, *default: object) -> Any:
 
 
 def _guarded_setattr(obj: object, name: object, value: object) -> None:
-    """``setattr`` of sandboxed code: no private or dunder names on any object.
-
-    A dunder set by string would install a hook the interpreter calls from C (``__exit__``
-    receives a traceback, ``__format__``/``__getattr__`` run on every format or miss) or
-    swap an object's ``__class__``; the write guard then decides which objects are writable.
-    """
+    """``setattr`` of sandboxed code: no private or dunder names on any object (a dunder set
+    by string installs a hook C code calls, e.g. ``__exit__`` gets a traceback, or swaps
+    ``__class__``); the write guard then decides which objects are writable."""
     name = _plain_name(name)
     if name.startswith("_"):
         raise _Denied(f"setting the attribute {name!r} is not allowed in the sandbox")

@@ -180,7 +180,7 @@ class FileSystem(Peripheral):
             self._root_fd = self._release = None
 
     def _root_copy(self) -> int:
-        """A new descriptor of the mounted root, for one walk (mounting now if nothing did)."""
+        """A new descriptor of the mounted root for one walk (mounting now if nothing did)."""
         with self._mounting:
             if self._root_fd is None:
                 try:
@@ -406,8 +406,7 @@ def _refusal(shown: str, names: list[str], exc: OSError) -> Fault:
 
 
 def _display(name: str) -> str:
-    """A name from the disk for a listing: as it is, or quoted on one line when it holds a
-    newline, control or invisible character (such a name could not be passed back anyway)."""
+    """A name from the disk for a listing: as it is, or quoted on one line if not printable."""
     return name if name.isprintable() else quote(name, 255)
 
 
