@@ -3,8 +3,8 @@
 Each case offers one to four functions and one user question. Both systems see the same
 functions and the same program text, on the same model:
 
-- ``llmos``: every function becomes a peripheral at run time (a pydantic model built from its
-  schema; the syscall's name is the function's name exactly) with one worked example made
+- ``llmos``: every function becomes a peripheral at run time (``llmos.peripherals.Functions``
+  over its schema; the syscall's name is the function's name exactly) with one worked example made
   mechanically from the function's own schema (placeholder values, never the case's question
   or answer; the same rule for every case). The kernel runs the question; each device call the
   process makes is one call of the answer, and answering without a call means "no call".
@@ -33,9 +33,9 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
 from benchmarks._common import (
     add_common_args,
@@ -54,7 +54,8 @@ from llmos.kernel.boot import Kernel
 from llmos.kernel.loader import default_system
 from llmos.kernel.trap import decode_call
 from llmos.params import Params
-from llmos.peripherals.base import Example, Peripheral, SyscallSpec
+from llmos.peripherals.base import Example
+from llmos.peripherals.functions import Functions, args_model
 from llmos.trace import Called, Decoded, Event
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")
@@ -89,48 +90,6 @@ def json_schema(params: Mapping[str, Any]) -> dict[str, Any]:
     schema.setdefault("type", "object")
     schema.setdefault("properties", {})
     return schema
-
-
-def _model_name(text: str) -> str:
-    words = re.split(r"[^A-Za-z0-9]", text)
-    return "".join(w[:1].upper() + w[1:] for w in words if w) or "Function"
-
-
-def _py_type(prop: Mapping[str, Any], where: str) -> Any:
-    if prop.get("enum"):
-        return Literal[tuple(prop["enum"])]
-    kind = prop.get("type")
-    if kind == "string":
-        return str
-    if kind == "integer":
-        return int
-    if kind == "number":
-        return float
-    if kind == "boolean":
-        return bool
-    if kind == "array":
-        items = prop.get("items")
-        item: Any = _py_type(items, where + "Item") if isinstance(items, dict) else Any
-        return list[item]
-    if kind == "object":
-        if prop.get("properties"):
-            return args_model(prop, where)
-        return dict[str, Any]
-    return Any
-
-
-def args_model(schema: Mapping[str, Any], name: str) -> type[BaseModel]:
-    """A pydantic model for a standard JSON object schema (extra keys forbidden)."""
-    required = set(schema.get("required", []))
-    fields: dict[str, Any] = {}
-    # Python-safe field names with the schema's names as aliases: BFCL has names like
-    # "_class" or "schema" that pydantic refuses or that shadow BaseModel attributes.
-    for i, (key, prop) in enumerate(schema.get("properties", {}).items()):
-        kind = _py_type(prop, name + _model_name(key))
-        desc = prop.get("description")
-        default = ... if key in required else prop.get("default")
-        fields[f"p{i}"] = (kind, Field(default, alias=key, description=desc))
-    return create_model(_model_name(name) + "Args", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 # ---------------------------------------------------------------- peripherals
@@ -201,25 +160,17 @@ def schema_examples(name: str, description: str, schema: Mapping[str, Any]) -> t
     return (double, single)
 
 
-class BFCLFunction(Peripheral):
+def bfcl_function(function: Mapping[str, Any]) -> Functions:
     """One BFCL function as a device: its syscall name is the function's name exactly."""
-
-    def __init__(self, function: Mapping[str, Any]) -> None:
-        self.name = str(function["name"])
-        self.doc = " ".join(str(function.get("description", self.name)).split())
-        self.schema = json_schema(function.get("parameters", {}))
-        self.args = args_model(self.schema, self.name)
-        self.examples = schema_examples(self.name, self.doc, self.schema)
-
-    @property
-    def description(self) -> str:
-        return self.doc
-
-    def syscalls(self) -> dict[str, SyscallSpec]:
-        return {self.name: SyscallSpec(name=self.name, method="call", args=self.args, doc=self.doc)}
-
-    def call(self, method: str, args: BaseModel) -> str:
-        return RESULT
+    name = str(function["name"])
+    schema = json_schema(function.get("parameters", {}))
+    doc = " ".join(str(function.get("description", name)).split())
+    return Functions(
+        [{"name": name, "description": doc, "parameters": schema}],
+        lambda _name, _args: RESULT,
+        name=name,
+        examples=schema_examples(name, doc, schema),
+    )
 
 
 # ---------------------------------------------------------------- the AST checker
@@ -361,7 +312,7 @@ def _kernel_calls(trace: Sequence[Event]) -> list[tuple[str, Any]]:
 
 def run_llmos(cpu: LlamaCPU, case: Mapping[str, Any], params: Params = PARAMS) -> Outcome:
     """Answer one case with the kernel; its device calls are the answer."""
-    devices = [BFCLFunction(f) for f in case["function"]]
+    devices = [bfcl_function(f) for f in case["function"]]
     system, user = _question(case)
     kernel = Kernel(cpu, peripherals=devices, params=params)
     program = default_system() + (f"\n{system}" if system else "")

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 from llmos.errors import Fault, PeripheralError, SandboxViolation, UsageError
 from llmos.kernel.ground import arg_schema
 from llmos.peripherals.base import Document, Peripheral, SyscallSpec
+from llmos.peripherals.result import render
 
 __all__ = ["ANSWER", "AnswerArgs", "Outcome", "SyscallTable"]
 
@@ -159,7 +160,18 @@ class SyscallTable:
                 source,
                 seconds=time.perf_counter() - start,
             )
-        text, trusted = _render(result)
+        try:
+            text, trusted = _render(result)
+        except PeripheralError as exc:  # a value no syscall may return: the model is told
+            if self.strict:
+                raise
+            return Outcome(
+                f"the device {source!r} returned something that cannot be shown ({exc}); "
+                "try another approach",
+                "error",
+                source,
+                seconds=time.perf_counter() - start,
+            )
         if isinstance(result, Document):
             source = result.source
         cap = dev.limits.max_output_chars
@@ -173,16 +185,10 @@ class SyscallTable:
 
 
 def _render(result: object) -> tuple[str, bool]:
-    if isinstance(result, Document):
-        return result.text, False
-    if isinstance(result, BaseModel):
-        return result.model_dump_json(), True
-    if isinstance(result, str):
-        return result, True
-    raise PeripheralError(
-        f"a syscall returned {type(result).__name__}; it must return str, a pydantic model "
-        "or a Document"
-    )
+    shown = render(result)
+    if isinstance(shown, Document):
+        return shown.text, False
+    return shown, True
 
 
 # One shared pool for in-process devices: a call that overruns its deadline is abandoned
@@ -190,7 +196,7 @@ def _render(result: object) -> tuple[str, bool]:
 _POOL = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="llmos-device")
 
 
-def _run_limited(dev: Peripheral, method: str, args: BaseModel) -> str | BaseModel | Document:
+def _run_limited(dev: Peripheral, method: str, args: BaseModel) -> object:
     future = _POOL.submit(dev.call, method, args)
     try:
         return future.result(timeout=dev.limits.timeout_s)

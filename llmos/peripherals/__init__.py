@@ -21,6 +21,7 @@ from llmos.peripherals.base import (
 from llmos.peripherals.browser import Browser
 from llmos.peripherals.calculator import Calculator
 from llmos.peripherals.filesystem import FileSystem
+from llmos.peripherals.functions import Functions
 from llmos.peripherals.python import Python
 from llmos.peripherals.wrappers import NeedsApproval, Prefixed, ReadOnly
 
@@ -31,6 +32,7 @@ __all__ = [
     "Example",
     "Fault",
     "FileSystem",
+    "Functions",
     "Limits",
     "NeedsApproval",
     "Peripheral",

@@ -1,9 +1,10 @@
 """Peripherals: the devices a process may call, declared as pydantic schemas.
 
 A peripheral is a class with a ``name``, a docstring the model reads, declared ``limits`` and
-one or more ``@syscall`` methods. Each syscall takes exactly one pydantic model and returns a
-``str``, a ``BaseModel`` or a :class:`Document` (text read from outside, which enters RAM as
-*untrusted* with its source as provenance). The schema the model decodes under comes from the
+one or more ``@syscall`` methods. Each syscall takes exactly one pydantic model and returns what
+a Python author would return (``str``, numbers, lists and dicts, dataclasses, pydantic models;
+see ``llmos.peripherals.result``) or a :class:`Document` (text read from outside, which enters
+RAM as *untrusted* with its source as provenance). The schema the model decodes under comes from the
 argument model only; invalid arguments never reach the method (the kernel's syscall table
 validates them and turns errors into a :class:`~llmos.errors.Fault`).
 
@@ -29,6 +30,7 @@ from typing import Any, ClassVar, Literal, TypeVar, cast, get_type_hints, overlo
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llmos.errors import Fault, UsageError
+from llmos.peripherals.result import Document, check_returns
 
 __all__ = [
     "Approve",
@@ -71,17 +73,6 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Document:
-    """Text a peripheral read from outside the process (a web page, a file).
-
-    The kernel stores it in RAM as an *untrusted* page whose provenance is ``source``.
-    """
-
-    text: str
-    source: str
-
-
-@dataclass(frozen=True)
 class Example:
     """One worked example a peripheral ships for the model: a question and the calls it takes.
 
@@ -116,8 +107,9 @@ def syscall(fn: None = None, *, sensitive: bool = False) -> Callable[[_F], _F]: 
 def syscall(fn: _F | None = None, *, sensitive: bool = False) -> Any:
     """Mark a peripheral method as a syscall.
 
-    The method takes ``self`` and one pydantic model and returns ``str``, a ``BaseModel`` or a
-    :class:`Document`. Its docstring's first line is shown to the model.
+    The method takes ``self`` and one pydantic model and returns ``str``, a number, a bool,
+    ``None``, a list or dict of those, a dataclass, a pydantic model or a :class:`Document`.
+    Its docstring's first line is shown to the model.
 
     Args:
         fn: the method (when used as ``@syscall`` without parentheses).
@@ -126,6 +118,10 @@ def syscall(fn: _F | None = None, *, sensitive: bool = False) -> Any:
     """
 
     def mark(f: _F) -> _F:
+        try:  # refuse an unshowable return type now; names not yet defined wait for mount
+            check_returns(get_type_hints(f).get("return"), f.__qualname__)
+        except NameError:
+            pass
         f.__llmos_syscall__ = {"sensitive": sensitive}  # type: ignore[attr-defined]
         return f
 
@@ -198,10 +194,12 @@ class Peripheral:
             )
         return specs
 
-    def call(self, method: str, args: BaseModel) -> str | BaseModel | Document:
-        """Invoke ``method`` with already validated ``args`` (the kernel does the validating)."""
-        result: str | BaseModel | Document = getattr(self, method)(args)
-        return result
+    def call(self, method: str, args: BaseModel) -> object:
+        """Invoke ``method`` with already validated ``args`` (the kernel does the validating).
+
+        The kernel renders the result (``llmos.peripherals.result.render``).
+        """
+        return getattr(self, method)(args)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -238,6 +236,7 @@ def _spec_for(fn: Callable[..., Any], *, full_name: str, method: str) -> Syscall
             code="syscall-signature",
         )
     ret = hints.get("return")
+    check_returns(ret, full_name)
     mark = getattr(fn, "__llmos_syscall__", {})
     return SyscallSpec(
         name=full_name,
@@ -267,11 +266,10 @@ class _FunctionPeripheral(Peripheral):
             )
         }
 
-    def call(self, method: str, args: BaseModel) -> str | BaseModel | Document:
+    def call(self, method: str, args: BaseModel) -> object:
         fn = type(self)._fn
         values = {k: getattr(args, k) for k in type(args).model_fields}
-        result: str | BaseModel | Document = fn(**values)
-        return result
+        return fn(**values)
 
 
 def peripheral(
@@ -299,6 +297,7 @@ def peripheral(
 
     def build(f: Callable[..., Any]) -> type[Peripheral]:
         hints = get_type_hints(f, include_extras=True)
+        check_returns(hints.get("return"), f.__name__)
         fields: dict[str, Any] = {}
         for p in inspect.signature(f).parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

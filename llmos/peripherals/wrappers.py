@@ -27,7 +27,7 @@ import re
 from pydantic import BaseModel
 
 from llmos.errors import Fault, UsageError
-from llmos.peripherals.base import Approve, Document, Example, Limits, Peripheral, SyscallSpec
+from llmos.peripherals.base import Approve, Example, Limits, Peripheral, SyscallSpec
 
 __all__ = ["NeedsApproval", "Prefixed", "ReadOnly"]
 
@@ -64,7 +64,7 @@ class _Wrapper(Peripheral):
         """The inner device's syscalls (subclasses filter or rename them)."""
         return self.inner.syscalls()
 
-    def call(self, method: str, args: BaseModel) -> str | BaseModel | Document:
+    def call(self, method: str, args: BaseModel) -> object:
         """Forward the call to the inner device."""
         return self.inner.call(method, args)
 
@@ -106,7 +106,7 @@ class ReadOnly(_Wrapper):
         """The inner device's syscalls that are not sensitive."""
         return {n: s for n, s in self.inner.syscalls().items() if not s.sensitive}
 
-    def call(self, method: str, args: BaseModel) -> str | BaseModel | Document:
+    def call(self, method: str, args: BaseModel) -> object:
         """Forward a non-sensitive call; refuse the others."""
         if not any(s.method == method for s in self.syscalls().values()):
             raise Fault(f"{self.name!r} is mounted read-only: {method!r} is not available")
@@ -179,7 +179,7 @@ class NeedsApproval(_Wrapper):
                 timeout_s=timeout_s, max_output_chars=inner.limits.max_output_chars
             ))
 
-    def call(self, method: str, args: BaseModel) -> str | BaseModel | Document:
+    def call(self, method: str, args: BaseModel) -> object:
         """Ask for approval if the syscall is gated, then forward the call."""
         spec = self._spec(method)
         if spec.sensitive or not self.only_sensitive:

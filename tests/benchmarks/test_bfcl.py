@@ -59,7 +59,7 @@ def test_args_model_validates_like_the_schema() -> None:
 
 
 def test_peripheral_keeps_the_exact_name_and_gives_schema_only_examples() -> None:
-    dev = bfcl.BFCLFunction(FUNCTION)
+    dev = bfcl.bfcl_function(FUNCTION)
     table = SyscallTable([dev])
     assert "geo.distance" in table.specs
     outcome = table.dispatch("geo.distance", {"start": "a", "end": "b", "opts": {"fast": True}})
@@ -70,7 +70,7 @@ def test_peripheral_keeps_the_exact_name_and_gives_schema_only_examples() -> Non
         for name, args, _ in ex.calls:
             assert name == "geo.distance"
             assert set(args) == {"start", "end", "opts"}
-            dev.args.model_validate(args, strict=True)
+            dev.syscalls()["geo.distance"].args.model_validate(args, strict=True)
     assert [len(ex.calls) for ex in dev.examples] == [2, 1]
 
 
@@ -127,10 +127,11 @@ def test_every_category_loads_and_every_schema_builds(data_dir: Any) -> None:
         assert cases
         for case in cases:
             for function in case["function"]:
-                dev = bfcl.BFCLFunction(function)
+                dev = bfcl.bfcl_function(function)
+                model = dev.syscalls()[function["name"]].args
                 for ex in dev.examples:
                     for _, args, _ in ex.calls:
-                        dev.args.model_validate(args, strict=True)
+                        model.model_validate(args, strict=True)
 
 
 @pytest.mark.model
