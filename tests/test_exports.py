@@ -14,9 +14,9 @@ PUBLIC = {
         "StepLimitExceeded", "UsageError",
     },
     "llmos.peripherals": {
-        "Browser", "Calculator", "Document", "Example", "Fault", "FileSystem", "Limits",
-        "NeedsApproval", "Peripheral", "Prefixed", "Python", "ReadOnly", "SyscallSpec",
-        "discover", "free_text", "grounded", "peripheral", "quote", "syscall",
+        "Browser", "Calculator", "Document", "Example", "Fault", "FileSystem", "Functions",
+        "Limits", "MCP", "NeedsApproval", "Peripheral", "Prefixed", "Python", "ReadOnly",
+        "SyscallSpec", "discover", "free_text", "grounded", "peripheral", "quote", "syscall",
     },
     "llmos.cpu": {"CPU", "Decoding", "LlamaCPU", "Switch", "Switching"},
     "llmos.memory": {
@@ -58,7 +58,7 @@ def test_import_llmos_loads_no_backend() -> None:
 
     code = (
         "import sys, llmos, llmos.memory, llmos.peripherals; "
-        "print([m for m in ('chromadb', 'llama_cpp', 'llguidance', 'onnxruntime') "
+        "print([m for m in ('chromadb', 'llama_cpp', 'llguidance', 'onnxruntime', 'mcp') "
         "if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -22,10 +22,12 @@ from llmos.peripherals.browser import Browser
 from llmos.peripherals.calculator import Calculator
 from llmos.peripherals.filesystem import FileSystem
 from llmos.peripherals.functions import Functions
+from llmos.peripherals.mcp import MCP
 from llmos.peripherals.python import Python
 from llmos.peripherals.wrappers import NeedsApproval, Prefixed, ReadOnly
 
 __all__ = [
+    "MCP",
     "Browser",
     "Calculator",
     "Document",

@@ -20,6 +20,7 @@ Neighbours: ``llmos.kernel.syscall`` dispatches into these methods under ``limit
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -118,10 +119,9 @@ def syscall(fn: _F | None = None, *, sensitive: bool = False) -> Any:
     """
 
     def mark(f: _F) -> _F:
-        try:  # refuse an unshowable return type now; names not yet defined wait for mount
+        # refuse an unshowable return type now; names not yet defined wait for mount
+        with contextlib.suppress(NameError):
             check_returns(get_type_hints(f).get("return"), f.__qualname__)
-        except NameError:
-            pass
         f.__llmos_syscall__ = {"sensitive": sensitive}  # type: ignore[attr-defined]
         return f
 
