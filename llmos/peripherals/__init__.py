@@ -26,8 +26,7 @@ from llmos.peripherals.mcp import MCP
 from llmos.peripherals.python import Python
 from llmos.peripherals.wrappers import NeedsApproval, Prefixed, ReadOnly
 
-__all__ = [
-    "MCP",
+__all__ = [  # noqa: RUF022 - plain sorted() order, as tests/test_exports.py pins
     "Browser",
     "Calculator",
     "Document",
@@ -36,6 +35,7 @@ __all__ = [
     "FileSystem",
     "Functions",
     "Limits",
+    "MCP",
     "NeedsApproval",
     "Peripheral",
     "Prefixed",
