@@ -1,7 +1,9 @@
 """The shell: the ``llmos`` command.
 
-``llmos run "QUESTION"`` boots a kernel and streams what happens; ``llmos peripherals`` lists
-the installed devices; ``llmos disk ...`` inspects the disk. Errors are one clear line and a
+``llmos run "QUESTION"`` boots a kernel and streams what happens (``--mcp "CMD"`` mounts an MCP
+server beside the devices); ``llmos peripherals`` lists the installed devices (and an MCP
+server's tools); ``llmos serve-mcp`` serves llmos's walled devices to MCP clients;
+``llmos disk ...`` inspects the disk. Errors are one clear line and a
 non-zero exit, never a traceback, unless ``--debug``.
 
 The disk lives at ``--disk PATH``, else ``$LLMOS_DISK``, else ``$XDG_DATA_HOME/llmos/disk``
@@ -29,6 +31,10 @@ from llmos.trace import Answered, Called, Decoded, Event, Faulted, Paged, Schedu
 __all__ = ["main"]
 
 _err = Console(stderr=True, highlight=False)
+_MCP_HELP = (
+    'an MCP server to mount over stdio, as one command line ("python server.py --flag"); '
+    "its tools become syscalls <name>.<tool>, named mcp, mcp2, ... (repeatable)"
+)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -54,8 +60,20 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--disk", type=Path, help="the disk folder (see `llmos disk`)")
     run.add_argument("--ram", type=int, default=None, help="the process's RAM budget in tokens")
+    run.add_argument("--mcp", action="append", default=[], metavar="CMD", help=_MCP_HELP)
 
-    sub.add_parser("peripherals", help="list installed devices and their syscalls")
+    listing = sub.add_parser("peripherals", help="list installed devices and their syscalls")
+    listing.add_argument("--mcp", action="append", default=[], metavar="CMD", help=_MCP_HELP)
+
+    serve = sub.add_parser(
+        "serve-mcp", help="serve llmos's devices (walls included) to MCP clients over stdio"
+    )
+    serve.add_argument(
+        "--peripherals", default="python,fs,browser",
+        help="comma-separated devices to serve: python, fs, browser (default: all three)",
+    )
+    serve.add_argument("--root", type=Path, help="the folder the fs device is jailed to")
+    serve.add_argument("--read-only", action="store_true", help="serve fs without writes")
 
     disk = sub.add_parser("disk", help="inspect the disk (the page store)")
     disk.add_argument("--disk", type=Path, help="the disk folder")
@@ -134,6 +152,12 @@ def _mount(names: str | None) -> list[Peripheral] | None:
     return devices
 
 
+def _mount_mcp(commands: Sequence[str]) -> list[Peripheral]:
+    from llmos.peripherals.mcp import MCP
+
+    return [MCP(cmd, name="mcp" if i == 0 else f"mcp{i + 1}") for i, cmd in enumerate(commands)]
+
+
 def _show(event: Event, *, verbose: bool) -> None:
     if isinstance(event, Called):
         args = json.dumps(event.args, ensure_ascii=False)
@@ -162,6 +186,10 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from llmos.params import Params
 
     devices = _mount(ns.peripherals)
+    if ns.mcp:  # beside the named devices, or beside the default ones
+        from llmos.kernel.boot import default_peripherals
+
+        devices = [*(default_peripherals() if devices is None else devices), *_mount_mcp(ns.mcp)]
     quiet = ns.json
     if ns.model is not None:
         if not ns.model.is_file():
@@ -227,6 +255,37 @@ def _cmd_peripherals(ns: argparse.Namespace) -> int:
             console.print(f"  {escape(signature(spec))}  [dim]{escape(spec.doc)}[/]")
     for name, why in sorted(discovery_errors().items()):
         console.print(f"[red]{escape(name)}: failed to load: {escape(why)}[/]")
+    for dev in _mount_mcp(ns.mcp):
+        try:
+            console.print(f"[bold]{escape(dev.name)}[/]  {escape(dev.description)}")
+            for spec in dev.syscalls().values():
+                flag = "  [yellow](sensitive)[/]" if spec.sensitive else ""
+                console.print(f"  {escape(signature(spec))}  [dim]{escape(spec.doc)}[/]{flag}")
+        finally:
+            dev.close()
+    return 0
+
+
+def _cmd_serve_mcp(ns: argparse.Namespace) -> int:
+    from llmos.peripherals import Browser, FileSystem, Python, ReadOnly
+    from llmos.serve import serve_mcp
+
+    devices: list[Peripheral] = []
+    for name in (n.strip() for n in ns.peripherals.split(",") if n.strip()):
+        if name == "python":
+            devices.append(Python())
+        elif name == "browser":
+            devices.append(Browser())
+        elif name == "fs":
+            if ns.root is None:
+                raise UsageError("serving fs needs --root DIR (the folder it is jailed to)")
+            fs = FileSystem(ns.root)
+            devices.append(ReadOnly(fs) if ns.read_only else fs)
+        else:
+            raise UsageError(f"serve-mcp serves python, fs and browser, not {name!r}")
+    if not devices:
+        raise UsageError("serve-mcp needs at least one device in --peripherals")
+    serve_mcp(devices)
     return 0
 
 
@@ -265,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _cmd_run,
         "peripherals": _cmd_peripherals,
         "disk": _cmd_disk,
+        "serve-mcp": _cmd_serve_mcp,
     }
     try:
         return commands[ns.command](ns)

@@ -50,7 +50,8 @@ MAX_DESCRIPTION_CHARS = 1000  # a tool's description is shown to the model: boun
 _T = TypeVar("_T")
 
 
-def _sdk() -> Any:
+def require_sdk() -> Any:
+    """The ``mcp`` package, or a UsageError naming the extra that installs it."""
     try:
         import mcp
     except ImportError as exc:  # pragma: no cover - the extra is part of the dev install
@@ -235,7 +236,7 @@ class MCP(Peripheral):
     # -- the session, on the loop's thread
 
     def _transport(self) -> AbstractAsyncContextManager[Any]:
-        sdk = _sdk()
+        sdk = require_sdk()
         if self.url is not None:
             from mcp.client.streamable_http import streamable_http_client
 
@@ -247,7 +248,7 @@ class MCP(Peripheral):
         return sdk.stdio_client(params, errlog=self._stderr)  # type: ignore[no-any-return]
 
     async def _serve(self, ready: cf.Future[list[mcp_types.Tool]]) -> None:
-        sdk = _sdk()
+        sdk = require_sdk()
         self._stop = asyncio.Event()
         try:
             async with self._transport() as (read, write), sdk.ClientSession(read, write) as s:
