@@ -30,14 +30,14 @@ import json
 import shlex
 import tempfile
 import threading
-from collections.abc import Collection, Coroutine, Mapping, Sequence
+from collections.abc import Collection, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from llmos.errors import Fault, PeripheralError, UsageError
-from llmos.peripherals.base import _NAME, Document, Limits, Peripheral, SyscallSpec
+from llmos.peripherals.base import _NAME, Document, Example, Limits, Peripheral, SyscallSpec
 from llmos.peripherals.functions import Functions
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ class MCP(Peripheral):
         tools: mount only these tools (default: all the server lists).
         limits: the deadline of each call and the output cap.
         start_timeout_s: seconds the server may take to start and list its tools.
+        examples: worked examples for the model, written with the syscall names
+            ``<name>.<tool>`` (a small model calls a tool far more reliably after one).
         env: extra environment variables for a stdio server (it inherits only a safe few).
         cwd: the working directory of a stdio server.
 
@@ -92,6 +94,7 @@ class MCP(Peripheral):
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
         start_timeout_s: float = 60.0,
+        examples: Iterable[Example] = (),
     ) -> None:
         if (command is None) == (url is None):
             raise UsageError("MCP needs either a command (stdio) or url= (streamable HTTP)")
@@ -106,6 +109,7 @@ class MCP(Peripheral):
         self.wanted = None if tools is None else set(tools)
         self.env, self.cwd = dict(env or {}), cwd
         self.start_timeout_s = start_timeout_s
+        self.examples = tuple(examples)
         if limits is not None:
             self.limits = limits
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -14,7 +14,7 @@ import pytest
 
 from llmos import Kernel
 from llmos.errors import PeripheralError, UsageError
-from llmos.peripherals import MCP, Limits
+from llmos.peripherals import MCP, Example, Limits
 from llmos.testing import ScriptedCPU, run_syscall
 from llmos.trace import Called
 
@@ -151,3 +151,34 @@ def test_streamable_http_transport() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_shell_lists_a_servers_syscalls(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmos.cli import main
+
+    assert main(["peripherals", "--mcp", f"{sys.executable} {SERVER}"]) == 0
+    out = capsys.readouterr().out
+    assert "mcp.stock_level" in out
+    assert "mcp.place_order" in out and "(sensitive)" in out
+
+
+@pytest.mark.model
+def test_the_default_model_calls_an_mcp_tool_end_to_end(cpu: Any) -> None:
+    example = Example(
+        question="How many washers does the depot have in stock?",
+        calls=(("depot.stock_level", {"item": "washers"}, "0"),),
+        answer="The depot has 0 washers in stock.",
+    )
+    dev = MCP([sys.executable, SERVER], name="depot", tools=["stock_level", "place_order"],
+              examples=[example], limits=LIMITS)
+    kernel = Kernel(cpu, peripherals=[dev])
+    try:
+        reply = kernel.run(kernel.spawn(), "How many bolts does the depot have in stock?")
+    finally:
+        kernel.close()
+    called = [e for e in reply.trace if isinstance(e, Called)]
+    assert called, "the model answered without calling the tool"
+    first = called[0]
+    assert first.syscall == "depot.stock_level" and first.status == "ok"
+    assert (first.trusted, first.source) == (False, "mcp:depot/stock_level")
+    assert reply.text
