@@ -32,8 +32,9 @@ __all__ = ["main"]
 
 _err = Console(stderr=True, highlight=False)
 _MCP_HELP = (
-    'an MCP server to mount over stdio, as one command line ("python server.py --flag"); '
-    "its tools become syscalls <name>.<tool>, named mcp, mcp2, ... (repeatable)"
+    'an MCP server to mount: a command line run over stdio ("python server.py --flag") or an '
+    "http(s) URL (streamable HTTP); its tools become syscalls mcp.<tool> (then mcp2, ...; "
+    "repeatable)"
 )
 
 
@@ -155,7 +156,12 @@ def _mount(names: str | None) -> list[Peripheral] | None:
 def _mount_mcp(commands: Sequence[str]) -> list[Peripheral]:
     from llmos.peripherals.mcp import MCP
 
-    return [MCP(cmd, name="mcp" if i == 0 else f"mcp{i + 1}") for i, cmd in enumerate(commands)]
+    devices: list[Peripheral] = []
+    for i, cmd in enumerate(commands):
+        name = "mcp" if i == 0 else f"mcp{i + 1}"
+        http = cmd.startswith(("http://", "https://"))  # streamable HTTP, else a command line
+        devices.append(MCP(url=cmd, name=name) if http else MCP(cmd, name=name))
+    return devices
 
 
 def _show(event: Event, *, verbose: bool) -> None:

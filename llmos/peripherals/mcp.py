@@ -36,6 +36,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel
+
 from llmos.errors import Fault, PeripheralError, UsageError
 from llmos.peripherals.base import _NAME, Document, Example, Limits, Peripheral, SyscallSpec
 from llmos.peripherals.functions import Functions
@@ -335,7 +337,7 @@ class MCP(Peripheral):
             self.open()
         return dict(self._specs)
 
-    def call(self, method: str, args: Any) -> object:
+    def call(self, method: str, args: BaseModel) -> object:
         if self._functions is None:
             raise Fault(f"the MCP server {self.name!r} is not mounted")
         return self._functions.call(method, args)
