@@ -136,13 +136,16 @@ def test_streamable_http_transport() -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 180  # a busy machine starts the SDK's server slowly
+        listening = False
+        while not listening and time.monotonic() < deadline and proc.poll() is None:
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+                listening = s.connect_ex(("127.0.0.1", port)) == 0
             time.sleep(0.2)
-        dev = MCP(url=f"http://127.0.0.1:{port}/mcp", name="web", limits=LIMITS)
+        assert listening, "the HTTP server did not come up"
+        time.sleep(1)  # the port opens a moment before the app serves
+        dev = MCP(url=f"http://127.0.0.1:{port}/mcp", name="web", limits=LIMITS,
+                  start_timeout_s=120)
         try:
             out = run_syscall(dev, "stock_level", {"item": "washer"})
             assert (out.status, out.text, out.trusted) == ("ok", "0", False)
