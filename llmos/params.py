@@ -32,4 +32,5 @@ class Params:
     summary_tokens: int = 40  # tokens the CPU may write per page-out summary (0 = extractive)
     slice_steps: int = 2  # decode steps a process may take in run_all before yielding the CPU
     aging: int = 3  # slices a ready process is passed over before its priority rises by one
+    spotlight_key: str | None = None  # keys spotlight tags; None = a fresh secret per kernel
     strict: bool = False  # a peripheral that crashes raises PeripheralError instead of a fault

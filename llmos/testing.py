@@ -183,4 +183,5 @@ def run_syscall(peripheral: Peripheral, name: str, args: Mapping[str, Any]) -> O
     """
     table = SyscallTable([peripheral])
     full = name if name in table.specs else f"{peripheral.name}.{name}"
-    return table.dispatch(full, args)
+    # the test wrote the arguments: they are the program's own, so trusted
+    return table.dispatch(full, args, trusted_args=True)

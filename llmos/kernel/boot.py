@@ -17,6 +17,7 @@ it; ``llmos.kernel.loader`` lays out the header; ``llmos.kernel.memdev`` is the 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
@@ -103,6 +104,9 @@ class Kernel:
             dev.open()
             self.peripherals[dev.name] = dev
         self.processes: dict[int, Process] = {}
+        # the secret that keys spotlight delimiters: nothing a page's author can predict
+        key = self.params.spotlight_key
+        self._key = key.encode() if key else secrets.token_bytes(16)
         self.pager = Pager(disk, cpu=cpu, params=self.params)
         self._decoder = Decoder(cpu, self.params)  # checks the CPU's optional abilities once
         self._next_pid = 1
@@ -164,7 +168,7 @@ class Kernel:
                 f"instruction exceeds the model's context of {self.cpu.n_ctx} tokens",
                 code="ram-budget",
             )
-        ram, stats = RAM(self.cpu.count_tokens, budget, pid=pid), ProcStats()
+        ram, stats = RAM(self.cpu.count_tokens, budget, pid=pid, key=self._key), ProcStats()
         if self.disk is not None and (peripherals is None or "memory" in peripherals):
             devices.append(MemoryDevice(self.disk, ram, stats))
         table = SyscallTable(devices, strict=self.params.strict)
@@ -201,7 +205,8 @@ class Kernel:
             text: the page's text.
             role: who said it: the user, the model, or a device (a result).
             source: provenance; anything other than ``user``/``model`` (a URL, a file) makes
-                the page untrusted.
+                the page untrusted, and so does ``role="device"``: a device's output is
+                outside text.
 
         Returns:
             the pager's events (page-outs) this page caused.
@@ -216,7 +221,8 @@ class Kernel:
         src = source or ("model" if role == "model" else "user")
         kind: Literal["message", "result"] = "result" if role == "device" else "message"
         page = Page(pid=proc.pid, kind=kind, role=role, text=text, source=src,
-                    trust="trusted" if src in ("user", "model") else "untrusted")
+                    trust="trusted" if src in ("user", "model") and role != "device"
+                    else "untrusted")
         proc.acquire()
         try:
             ram = proc.ram

@@ -44,7 +44,7 @@ from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process
 from llmos.kernel.syscall import ANSWER, Outcome, format_call
 from llmos.kernel.trap import cut_answer, decode_call
-from llmos.memory.page import Page
+from llmos.memory.page import Page, Trust
 from llmos.memory.pager import PageStats
 from llmos.memory.ram import RAM
 from llmos.params import Params
@@ -71,6 +71,7 @@ class NeedDevice:
     name: str
     args: BaseModel
     step: int = 0
+    trusted_args: bool = False  # written before the model read untrusted text this turn
     trace: list[Event] = field(default_factory=list, repr=False, compare=False)
 
 
@@ -160,6 +161,9 @@ def turn(
     if pager is not None:  # what the message needs from disk goes ahead of it
         pager.recall(proc.ram, proc.stats, message, trace, step=proc.stats.steps)
     proc.ram.append(Page(pid=proc.pid, kind="message", role="user", text=message, source=source))
+    # taint is sticky for the turn: once the model has read untrusted text, what it writes is
+    # untrusted, even after that text leaves RAM (RAM.tainted)
+    proc.ram.tainted = any(not p.trusted for p in proc.ram)
     for step in range(1, meter.max_steps + 1):
         meter.clock()
         if pager is not None:
@@ -170,7 +174,8 @@ def turn(
         last = step == meter.max_steps
         schema = (
             step_schema(proc.table.specs, proc.ram.pages, answer_max_chars=params.answer_max_chars,
-                        values=params.ground_values, answer_only=last)
+                        values=params.ground_values, answer_only=last, program=proc.system,
+                        sources=policy.ground_sources, guard_targets=policy.monitor)
             if params.ground
             else None
         )
@@ -182,11 +187,13 @@ def turn(
         group = uuid.uuid4().hex[:8]
         try:
             name, args = _trap(proc, dec, group, grounded=schema is not None)
-        except Fault as fault:
-            _fault(proc, trace, step, fault.message, dec.text, group)
+        except Fault as fault:  # it may quote what the model wrote: as trusted as that
+            _fault(proc, trace, step, fault.message, dec.text, group,
+                   trusted=not proc.ram.tainted)
             continue
         if name == ANSWER:
-            text, filtered = policy.egress(str(args.model_dump()["text"]), proc.ram.pages)
+            text, filtered = policy.egress(str(args.model_dump()["text"]), proc.ram.pages,
+                                           program=proc.system)
             trace.append(Answered(pid=proc.pid, step=step, text=text, filtered=filtered))
             if pager is not None:  # the answer joined RAM: leave it within budget between turns
                 pager.fit(proc.ram, proc.stats, trace, step=proc.stats.steps)
@@ -197,7 +204,7 @@ def turn(
         if _deny(proc, policy, made, trace, step, name, dumped, dec.text, group):
             continue
         meter.device_call()
-        outcome: Outcome = yield NeedDevice(name, args, step, trace)
+        outcome: Outcome = yield NeedDevice(name, args, step, not proc.ram.tainted, trace)
         proc.stats.device_calls += 1
         if outcome.status != "ok":
             proc.stats.faults += 1
@@ -263,8 +270,11 @@ def _trap(proc: Process, dec: Decoding, group: str, *, grounded: bool) -> tuple[
     """
     cut = cut_answer(dec.text) if dec.stop == "length" else None
     written = dec.text if cut is None else format_call(ANSWER, {"text": cut})
+    # what the model writes after it has read untrusted text is untrusted too
+    trust: Trust = "untrusted" if proc.ram.tainted else "trusted"
     proc.ram.append(
-        Page(pid=proc.pid, kind="call", role="model", text=written, source="model", group=group)
+        Page(pid=proc.pid, kind="call", role="model", text=written, source="model", trust=trust,
+             group=group)
     )
     if cut is None and dec.stop == "length" and grounded:
         raise Fault(
@@ -286,10 +296,10 @@ def _deny(
             f"you already called {name} with these arguments in this turn and its "
             "result is above; answer the user now, or make a different call"
         )
-        _fault(proc, trace, step, message, text, group)
+        _fault(proc, trace, step, message, text, group, trusted=True)
         return True
     made.add(key)
-    denial = policy.allow_call(proc.table.specs[name], dumped, proc.ram.pages)
+    denial = policy.allow_call(proc.table.specs[name], dumped, tainted=proc.ram.tainted)
     if not denial:
         return False
     proc.stats.faults += 1
@@ -302,11 +312,12 @@ def _deny(
 
 
 def _fault(
-    proc: Process, trace: list[Event], step: int, message: str, text: str, group: str
+    proc: Process, trace: list[Event], step: int, message: str, text: str, group: str, *,
+    trusted: bool,
 ) -> None:
     proc.stats.faults += 1
     trace.append(Faulted(pid=proc.pid, step=step, message=message, text=text))
-    _observe(proc, f"Fault: {message}", "kernel", True, group)
+    _observe(proc, f"Fault: {message}", "kernel", trusted, group)
 
 
 def _observe(proc: Process, text: str, source: str, trusted: bool, group: str) -> None:

@@ -20,9 +20,12 @@ chooses what to copy but cannot invent it.
   free, so the model can still answer from what it knows).
 
 Rules that hold for any question (DESIGN §8): the kernel never picks the values, it only
-narrows the form. For a *sensitive* syscall only trusted pages count (injected text cannot name
-a target); for the others any resident page counts. A syscall whose grounded field has no value
-to draw from is left out of this step's union (it cannot be called meaningfully yet).
+narrows the form. For a *sensitive* syscall only the user's messages and the program count
+(``Evidence.user_*``): injected text cannot name a target, and neither can a device that echoes
+it back, whatever the trust of its result (a policy may name devices whose trusted results
+count too: ``Policy.ground_sources``). For the others any resident page counts. A syscall
+whose grounded field has no value to draw from is left out of this step's union (it cannot be
+called meaningfully yet).
 
 Neighbours: ``llmos.kernel.syscall`` supplies the specs; ``llmos.memory.ram`` the pages;
 ``llmos.cpu`` decodes under the result.
@@ -76,38 +79,62 @@ class Evidence:
     words: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
-    trusted_numbers: list[str] = field(default_factory=list)
-    trusted_names: list[str] = field(default_factory=list)
-    trusted_words: list[str] = field(default_factory=list)
-    trusted_urls: list[str] = field(default_factory=list)
-    trusted_paths: list[str] = field(default_factory=list)
+    user_numbers: list[str] = field(default_factory=list)
+    user_names: list[str] = field(default_factory=list)
+    user_words: list[str] = field(default_factory=list)
+    user_urls: list[str] = field(default_factory=list)
+    user_paths: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_pages(cls, pages: Iterable[Page]) -> Evidence:
-        """Collect numbers, URLs and paths from the pages, newest first, without repeats."""
+    def from_pages(
+        cls, pages: Iterable[Page], *, program: str = "", sources: Iterable[str] = ()
+    ) -> Evidence:
+        """Collect numbers, URLs and paths from the pages, newest first, without repeats.
+
+        The ``user_*`` lists hold what the user's messages and ``program`` say, and what
+        trusted pages from ``sources`` say: the only values a sensitive call may target.
+        """
         ev = cls()
+        widened = frozenset(sources)
         for page in reversed(list(pages)):
             if page.kind == "call":  # the model's own calls are not evidence
                 continue
-            urls = _URL.findall(page.text)
-            text_wo_urls = _URL.sub(" ", page.text)
-            found = {
-                # "12,000" counts as 12000, never as 12 and 000
-                "numbers": _NUMBER.findall(
-                    _GROUPED.sub(lambda m: m.group().replace(",", ""), page.text)
-                )
-                + _spelled(text_wo_urls),
-                "names": _NAME.findall(text_wo_urls),
-                "words": _words(page.text),
-                "urls": urls,
-                "paths": _PATH.findall(text_wo_urls),
-            }
-            for kind, values in found.items():
+            targets = _grounds_targets(page, widened)
+            for kind, values in _values(page.text).items():
                 cap = _MAX_WORDS if kind == "words" else _MAX_VALUES
                 _extend(getattr(ev, kind), values, cap)
-                if page.trusted:
-                    _extend(getattr(ev, f"trusted_{kind}"), values, cap)
+                if targets:
+                    _extend(getattr(ev, f"user_{kind}"), values, cap)
+        # the program is older than the journal (newest first: it comes last); it grounds
+        # targets, not the values of other calls
+        for kind, values in _values(program).items():
+            _extend(getattr(ev, f"user_{kind}"), values,
+                    _MAX_WORDS if kind == "words" else _MAX_VALUES)
         return ev
+
+
+def _values(text: str) -> dict[str, list[str]]:
+    """Numbers, names, words, URLs and paths written in ``text``, by kind."""
+    text_wo_urls = _URL.sub(" ", text)
+    return {
+        # "12,000" counts as 12000, never as 12 and 000
+        "numbers": _NUMBER.findall(_GROUPED.sub(lambda m: m.group().replace(",", ""), text))
+        + _spelled(text_wo_urls),
+        "names": _NAME.findall(text_wo_urls),
+        "words": _words(text),
+        "urls": _URL.findall(text),
+        "paths": _PATH.findall(text_wo_urls),
+    }
+
+
+def _grounds_targets(page: Page, sources: frozenset[str]) -> bool:
+    """The user's own words (this turn's or recalled), the program, or a trusted result of a
+    device the policy names. Never the model's notes, summaries, or other device output."""
+    if not page.trusted:
+        return False
+    if page.kind == "message" and page.role == "user":
+        return True
+    return page.kind == "result" and page.source in sources
 
 
 _UNITS: tuple[str, ...] = tuple(_LISTS["units"])  # zero .. nineteen
@@ -208,13 +235,19 @@ def step_schema(
     answer_max_chars: int = 300,
     values: bool = True,
     answer_only: bool = False,
+    program: str = "",
+    sources: Iterable[str] = (),
+    guard_targets: bool = True,
 ) -> dict[str, Any]:
     """The JSON schema of one step: a union over the callable, grounded syscalls.
 
     With ``answer_only`` the union is the ``answer`` syscall alone (a run's last step).
+    ``program`` (the process's system text) and ``sources`` (``Policy.ground_sources``) add to
+    what may ground a sensitive call's targets; ``guard_targets=False`` grounds them like any
+    other call's (the monitor switched off).
     """
     pages = list(journal)
-    ev = Evidence.from_pages(pages)
+    ev = Evidence.from_pages(pages, program=program, sources=sources)
     evidence = _turn_has_evidence(pages)
     branches: list[dict[str, Any]] = []
     for name, spec in specs.items():
@@ -225,7 +258,9 @@ def step_schema(
             # once the turn has evidence (a result, a recalled page), the answer reports it:
             # its names must come from the conversation too
             text["pattern"] = answer_pattern(ev.numbers, ev.names if evidence else None)
-        elif answer_only or not _ground(args, ev, sensitive=spec.sensitive, values=values):
+        elif answer_only or not _ground(
+            args, ev, sensitive=spec.sensitive and guard_targets, values=values
+        ):
             continue
         branches.append(
             {
@@ -250,7 +285,7 @@ def _turn_has_evidence(pages: list[Page]) -> bool:
 
 def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool, values: bool) -> bool:
     """Narrow grounded fields in place; False if one of them has nothing to draw from."""
-    trusted = "trusted_" if sensitive else ""
+    trusted = "user_" if sensitive else ""
     required = set(schema.get("required", []))
     for key, prop in schema.get("properties", {}).items():
         kind = prop.pop(GROUNDED_KEY, None)

@@ -7,8 +7,11 @@ family. The kernel makes one per process when it has a disk (it is never a mount
 
 Invariants: a process sees only its own pages (every disk query is filtered by its pid); what
 came from outside comes back as a :class:`~llmos.peripherals.base.Document`, so it stays
-untrusted; a note written while untrusted text is resident is itself untrusted (taint
-propagates).
+untrusted; a note written after untrusted text was read in this turn (``RAM.tainted``) is
+itself untrusted (taint propagates). A note is the model's writing, never the user's: it
+grounds no sensitive target and widens no egress allowlist, trusted or not. Search and recall
+hand back pages already in memory with the trust they were stored with, so they are declared
+*pure*: as trusted as the query that chose them.
 
 Neighbours: ``llmos.memory.disk`` stores the pages; ``llmos.memory.ram`` is the process's
 context window (a recall of a resident page is served from it); ``llmos.kernel.boot`` mounts
@@ -77,7 +80,7 @@ class MemoryDevice(Peripheral):
         self._ram = ram
         self._stats = stats
 
-    @syscall
+    @syscall(pure=True)
     def search(self, args: SearchArgs) -> str | Document:
         """Search this process's long-term memory; returns matching pages with their ids."""
         hits = self._disk.search(args.query, k=3, pid=self._ram.pid)
@@ -88,7 +91,7 @@ class MemoryDevice(Peripheral):
         # what came from outside stays marked as such when it comes back
         return Document(text=text, source=untrusted[0]) if untrusted else text
 
-    @syscall
+    @syscall(pure=True)
     def recall(self, args: RecallArgs) -> str | Document:
         """Bring one page back by its id; returns its text."""
         self._stats.recalls += 1
@@ -102,10 +105,10 @@ class MemoryDevice(Peripheral):
         self._stats.page_faults += 1
         return page.text if page.trusted else Document(text=page.text, source=page.source)
 
-    @syscall
+    @syscall(pure=True)  # its reply is the kernel's: a page id
     def note(self, args: NoteArgs) -> str:
         """Write a note straight to long-term memory; returns its page id."""
-        tainted = any(not p.trusted for p in self._ram)
+        tainted = self._ram.tainted or any(not p.trusted for p in self._ram)
         page = Page(
             pid=self._ram.pid,
             kind="note",

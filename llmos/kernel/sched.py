@@ -73,7 +73,8 @@ def drive(t: Turn, proc: Process, decoder: Decoder) -> Reply:
                 result: Any = decoder(proc, request)
             else:
                 proc.state = ProcState.WAITING
-                result = proc.table.dispatch(request.name, request.args)
+                result = proc.table.dispatch(request.name, request.args,
+                                             trusted_args=request.trusted_args)
                 proc.stats.device_seconds += result.seconds
                 proc.state = ProcState.RUNNING
             request = t.send(result)
@@ -265,7 +266,9 @@ class Scheduler:
     def _device(self, task: _Task, req: NeedDevice) -> None:
         """On a pool thread: run one device call and hand the result to the CPU thread."""
         try:
-            result: Outcome | BaseException = task.proc.table.dispatch(req.name, req.args)
+            result: Outcome | BaseException = task.proc.table.dispatch(
+                req.name, req.args, trusted_args=req.trusted_args
+            )
         except BaseException as exc:
             result = exc
         self._done.put((task, result))

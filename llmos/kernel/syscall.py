@@ -7,6 +7,13 @@ pydantic model, runs the method under the peripheral's :class:`Limits` and retur
 peripheral that raises anything else is a device bug, reported as a fault too (the kernel
 keeps serving) unless ``strict`` asks for a :class:`PeripheralError`.
 
+Trust follows the data, not the type (DESIGN §6): whatever a device returns, its result *and
+its faults* are untrusted (they may quote a page, a header, a redirect's target, a file name).
+The one exception is a *pure* syscall (``@syscall(pure=True)``: its result is a function of its
+arguments alone), whose output is as trusted as the arguments it was given. A validation fault
+quotes what the model wrote, so it is as trusted as the call. The kernel's own messages (a
+device that crashed) quote nothing from outside and stay trusted.
+
 Neighbours: ``llmos.peripherals.base`` declares the syscalls; ``llmos.kernel.trap`` parses
 the model's text into a name and raw arguments; ``llmos.kernel.ground`` builds the grammar.
 """
@@ -52,14 +59,15 @@ class Outcome:
         status: ``ok``, ``fault`` (bad args or a ``Fault`` raised by the device) or ``error``
             (the device broke its contract; the kernel keeps serving).
         source: provenance of ``text``: the peripheral's name, or a URL/path for a Document.
-        trusted: False when the text came from outside (a ``Document``).
+        trusted: True only for text that came from the user or the program: a pure
+            syscall's result on trusted arguments, or a kernel message quoting nothing else.
         seconds: wall time of the call.
     """
 
     text: str
     status: Literal["ok", "fault", "error"]
     source: str
-    trusted: bool = True
+    trusted: bool = False
     seconds: float = 0.0
     truncated: bool = False
 
@@ -117,36 +125,47 @@ class SyscallTable:
             )
             raise Fault(f"bad arguments for {name!r}: {problems}") from None
 
-    def dispatch(self, name: str, raw: Mapping[str, Any] | BaseModel) -> Outcome:
+    def dispatch(
+        self, name: str, raw: Mapping[str, Any] | BaseModel, *, trusted_args: bool = False
+    ) -> Outcome:
         """Run one syscall under its peripheral's limits.
 
         ``raw`` is either the model's raw arguments (validated here) or the syscall's own
         argument model, already validated by :meth:`validate` (the instruction cycle validates
-        once, then dispatches the model it got).
+        once, then dispatches the model it got). ``trusted_args``: the arguments came from
+        trusted text (the model wrote them before it read anything untrusted in this turn);
+        only then can a pure syscall's result be trusted.
         """
         start = time.perf_counter()
         dev = self._owner.get(name)
         source = dev.name if dev is not None else "kernel"
         spec = self._specs.get(name)
-        try:
-            if spec is not None and isinstance(raw, spec.args):
-                args = raw
-            elif isinstance(raw, BaseModel):
-                raise UsageError(
-                    f"{name!r} takes {spec.args.__name__ if spec else 'no'} arguments, "
-                    f"not a {type(raw).__name__}"
-                )
-            else:
+        vouched = trusted_args and spec is not None and spec.pure
+        if spec is not None and isinstance(raw, spec.args):
+            args = raw
+        elif isinstance(raw, BaseModel):
+            raise UsageError(
+                f"{name!r} takes {spec.args.__name__ if spec else 'no'} arguments, "
+                f"not a {type(raw).__name__}"
+            )
+        else:
+            try:
                 args = self.validate(name, raw)
+            except Fault as fault:  # quotes the arguments: as trusted as they are
+                return Outcome(fault.message, "fault", source, trusted=trusted_args,
+                               seconds=time.perf_counter() - start)
+        try:
             if dev is None:  # kernel syscalls are handled by the kernel, not here
                 raise UsageError(f"{name!r} is a kernel syscall, not a device call")
             result = _run_limited(dev, self._specs[name].method, args)
         except Fault as fault:
-            return Outcome(fault.message, "fault", source, seconds=time.perf_counter() - start)
+            return Outcome(fault.message, "fault", source, trusted=vouched,
+                           seconds=time.perf_counter() - start)
         except SandboxViolation as exc:
             if self.strict:
                 raise
-            return Outcome(str(exc), "fault", source, seconds=time.perf_counter() - start)
+            return Outcome(str(exc), "fault", source, trusted=vouched,
+                           seconds=time.perf_counter() - start)
         except UsageError:
             raise
         except Exception as exc:
@@ -154,24 +173,27 @@ class SyscallTable:
                 raise PeripheralError(
                     f"peripheral {source!r} crashed in {name!r}: {exc!r}"
                 ) from exc
-            return Outcome(
+            return Outcome(  # a kernel message: the device's name and a class name from code
                 f"the device {source!r} failed ({type(exc).__name__}); try another approach",
                 "error",
                 source,
+                trusted=True,
                 seconds=time.perf_counter() - start,
             )
         try:
-            text, trusted = _render(result)
+            text, is_data = _render(result)
         except PeripheralError as exc:  # a value no syscall may return: the model is told
             if self.strict:
                 raise
-            return Outcome(
+            return Outcome(  # a kernel message: the device's name and a type's name
                 f"the device {source!r} returned something that cannot be shown ({exc}); "
                 "try another approach",
                 "error",
                 source,
+                trusted=True,
                 seconds=time.perf_counter() - start,
             )
+        trusted = vouched and not is_data
         if isinstance(result, Document):
             source = result.source
         cap = dev.limits.max_output_chars
@@ -185,10 +207,11 @@ class SyscallTable:
 
 
 def _render(result: object) -> tuple[str, bool]:
+    """The text of a result, and whether it is a ``Document`` (outside text by declaration)."""
     shown = render(result)
     if isinstance(shown, Document):
-        return shown.text, False
-    return shown, True
+        return shown.text, True
+    return shown, False
 
 
 # One shared pool for in-process devices: a call that overruns its deadline is abandoned

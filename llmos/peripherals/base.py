@@ -3,8 +3,11 @@
 A peripheral is a class with a ``name``, a docstring the model reads, declared ``limits`` and
 one or more ``@syscall`` methods. Each syscall takes exactly one pydantic model and returns what
 a Python author would return (``str``, numbers, lists and dicts, dataclasses, pydantic models;
-see ``llmos.peripherals.result``) or a :class:`Document` (text read from outside, which enters
-RAM as *untrusted* with its source as provenance). The schema the model decodes under comes from the
+see ``llmos.peripherals.result``) or a :class:`Document` (text read from outside, with its
+source as provenance). Whatever the type, a device's output enters RAM as *untrusted*: it did
+not come from the user or the program. Only a syscall declared ``pure`` (its result is a
+function of its arguments alone, like the calculator's) returns trusted text, and only when
+every argument came from trusted text. The schema the model decodes under comes from the
 argument model only; invalid arguments never reach the method (the kernel's syscall table
 validates them and turns errors into a :class:`~llmos.errors.Fault`).
 
@@ -94,6 +97,7 @@ class SyscallSpec:
     args: type[BaseModel]
     doc: str
     sensitive: bool = False
+    pure: bool = False
     returns_document: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -102,10 +106,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @overload
-def syscall(fn: _F, *, sensitive: bool = False) -> _F: ...
+def syscall(fn: _F, *, sensitive: bool = False, pure: bool = False) -> _F: ...
 @overload
-def syscall(fn: None = None, *, sensitive: bool = False) -> Callable[[_F], _F]: ...
-def syscall(fn: _F | None = None, *, sensitive: bool = False) -> Any:
+def syscall(
+    fn: None = None, *, sensitive: bool = False, pure: bool = False
+) -> Callable[[_F], _F]: ...
+def syscall(fn: _F | None = None, *, sensitive: bool = False, pure: bool = False) -> Any:
     """Mark a peripheral method as a syscall.
 
     The method takes ``self`` and one pydantic model and returns ``str``, a number, a bool,
@@ -116,13 +122,17 @@ def syscall(fn: _F | None = None, *, sensitive: bool = False) -> Any:
         fn: the method (when used as ``@syscall`` without parentheses).
         sensitive: the call writes, executes code or sends data out; while untrusted pages are
             resident, the kernel's policy decides whether it may run.
+        pure: the result is a function of the arguments alone (no file, network, clock or
+            other outside input), so it is as trusted as they are: trusted when every argument
+            came from trusted text, untrusted otherwise. Every other syscall's result, fault
+            included, is untrusted. A ``Document`` result is always untrusted.
     """
 
     def mark(f: _F) -> _F:
         # refuse an unshowable return type now; names not yet defined wait for mount
         with contextlib.suppress(NameError):
             check_returns(get_type_hints(f).get("return"), f.__qualname__)
-        f.__llmos_syscall__ = {"sensitive": sensitive}  # type: ignore[attr-defined]
+        f.__llmos_syscall__ = {"sensitive": sensitive, "pure": pure}  # type: ignore[attr-defined]
         return f
 
     return mark(fn) if fn is not None else mark
@@ -244,6 +254,7 @@ def _spec_for(fn: Callable[..., Any], *, full_name: str, method: str) -> Syscall
         args=args,
         doc=_first_paragraph(fn.__doc__ or full_name),
         sensitive=bool(mark.get("sensitive", False)),
+        pure=bool(mark.get("pure", False)) and ret is not Document,
         returns_document=ret is Document,
     )
 
@@ -254,6 +265,7 @@ class _FunctionPeripheral(Peripheral):
     _fn: ClassVar[Callable[..., Any]]
     _args: ClassVar[type[BaseModel]]
     _sensitive: ClassVar[bool] = False
+    _pure: ClassVar[bool] = False
 
     def syscalls(self) -> dict[str, SyscallSpec]:
         return {
@@ -263,6 +275,7 @@ class _FunctionPeripheral(Peripheral):
                 args=self._args,
                 doc=self.description,
                 sensitive=self._sensitive,
+                pure=self._pure,
             )
         }
 
@@ -278,6 +291,7 @@ def peripheral(
     name: str | None = None,
     limits: Limits | None = None,
     sensitive: bool = False,
+    pure: bool = False,
 ) -> Any:
     """Turn a typed function into a peripheral class with one syscall named after it.
 
@@ -321,6 +335,7 @@ def peripheral(
             "_fn": staticmethod(f),
             "_args": args,
             "_sensitive": sensitive,
+            "_pure": pure,
             "__module__": f.__module__,
         }
         if limits is not None:
