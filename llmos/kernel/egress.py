@@ -13,6 +13,8 @@ entities are decoded) reads it the way a client would, and then:
 - raw HTML is dropped, whatever it holds;
 - reference definitions, ``javascript:``, ``data:``, relative and protocol-relative targets
   are dropped (a relative URL resolves against a host nobody checked).
+- a schemeless autolink that is a bare name (``README.md``: a file name with a country-code
+  extension) stays: it has no path, query, port or credentials to carry data.
 
 Hosts are read the way a browser reads them, by a WHATWG URL parser (ada-url): ``\\`` is
 ``/``, schemes are case-insensitive, userinfo is dropped, percent-escapes, full-width forms and
@@ -137,6 +139,25 @@ def filter_answer(text: str, hosts: Iterable[str]) -> tuple[str, bool]:
     return _ESCAPE.sub(r"\\\1", _plain(_MD.parse(out))), True
 
 
+def _bare_name(href: str, markup: str) -> bool:
+    """A schemeless autolink that is only a name ("README.md", "notes.io"): a client may make
+    it clickable, but it carries no path, query, port or credentials, so nothing but the
+    name itself could leave, and only on a click. File names look like this, so it stays."""
+    if markup != "linkify" or not href.lower().startswith("http://"):
+        return False
+    written = href[len("http://"):]
+    if written.lower().startswith("www.") or not re.fullmatch(r"[A-Za-z0-9.\-]+", written):
+        return False
+    return bool(host_of(href))
+
+
+def _kept(tok: Token, hosts: frozenset[str]) -> bool:
+    """A link or image that may stay: to an allowed host, or a bare name."""
+    attr = "src" if tok.type == "image" else "href"
+    target = str(tok.attrGet(attr) or "")
+    return allowed(target, hosts) or _bare_name(target, tok.markup)
+
+
 def _drops(tokens: Sequence[Token], hosts: frozenset[str]) -> bool:
     for tok in tokens:
         if tok.type in ("html_block", "html_inline"):
@@ -145,9 +166,7 @@ def _drops(tokens: Sequence[Token], hosts: frozenset[str]) -> bool:
             not allowed(_as_url(m.group()), hosts) for m in _LOOSE_URL.finditer(tok.content)
         )):
             return True
-        if tok.type == "link_open" and not allowed(str(tok.attrGet("href") or ""), hosts):
-            return True
-        if tok.type == "image" and not allowed(str(tok.attrGet("src") or ""), hosts):
+        if tok.type in ("link_open", "image") and not _kept(tok, hosts):
             return True
         if tok.children and _drops(tok.children, hosts):
             return True
@@ -210,9 +229,11 @@ def _inline(children: Sequence[Token], hosts: frozenset[str]) -> str:
         if kind == "link_open":
             href = str(tok.attrGet("href") or "")
             auto = tok.markup in ("linkify", "autolink")
-            kept = allowed(href, hosts)
+            kept = _kept(tok, hosts)
             links.append((kept, href, auto))
-            if kept:
+            if kept and _bare_name(href, tok.markup):
+                links[-1] = (False, href, False)  # written back as the plain name it was
+            elif kept:
                 out.append("[")
             elif auto and not skipping:
                 out.append(_REMOVED_LINK)
