@@ -259,6 +259,10 @@ class RAM:
             key=lambda u: max(p.last_used for p in u),
         )
 
+    def spotlight(self, page: Page) -> str:
+        """``page`` as a spotlighted block under this RAM's key (for another renderer)."""
+        return spotlight(page, self._key)
+
     def render(self) -> str:
         """The whole context: header and journal."""
         return self._header + "".join(self._rendered[p.id] for p in self._pages)
