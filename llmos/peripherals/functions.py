@@ -269,6 +269,8 @@ class Functions(Peripheral):
         name: the device's name (provenance of its results, and in error messages).
         limits: what the kernel enforces around each call.
         sensitive: ``True`` marks every function sensitive; a collection marks those named.
+        pure: ``True`` (or a collection of names) declares results that are a function of
+            the arguments alone, trusted when the arguments were; others are untrusted.
         examples: worked examples shown to the model.
 
     Raises:
@@ -285,6 +287,7 @@ class Functions(Peripheral):
         limits: Limits | None = None,
         sensitive: bool | Collection[str] = False,
         examples: Iterable[Example] = (),
+        pure: bool | Collection[str] = False,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -303,12 +306,14 @@ class Functions(Peripheral):
             if fname in self._specs:
                 raise UsageError(f"two functions are named {fname!r}", code="syscall-duplicate")
             marked = sensitive if isinstance(sensitive, bool) else fname in set(sensitive)
+            vouched = pure if isinstance(pure, bool) else fname in set(pure)
             self._specs[fname] = SyscallSpec(
                 name=fname,
                 method=fname,
                 args=args_model(fn.get("parameters") or {}, fname),
                 doc=" ".join(str(fn.get("description", fname)).split()),
                 sensitive=marked,
+                pure=vouched,
             )
         if not self._specs:
             raise UsageError(f"{name!r} was given no functions", code="peripheral-empty")
