@@ -20,6 +20,12 @@ When a turn starts, the pager pages in what the message needs, ahead of it. One 
 The quota meter (:class:`_Meter`) bounds the turn: steps, decoded tokens, device calls and wall
 time, from the process's :class:`~llmos.kernel.proc.Quota`, falling back to ``Params``.
 
+Trust (DESIGN §6): once untrusted text has been in RAM during the turn (``RAM.tainted``, set
+when the turn starts if such text is resident, and sticky until it ends), everything the model
+writes is untrusted: its calls, the faults that quote them, and the arguments that would make
+a pure syscall's result trusted. Kernel messages (a denial, the loop guard) quote nothing from
+outside.
+
 Invariants: the journal is append-only during a turn (prefix-stable, so the CPU reuses its KV
 cache); every decoded instruction, call, fault and answer is in the trace; a turn ends with an
 answer or a :class:`~llmos.errors.RunError` carrying the trace.
