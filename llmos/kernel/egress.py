@@ -115,7 +115,7 @@ def hosts_in(text: str) -> set[str]:
         host = host_of(match.url)
         if host:
             found.add(host)
-    # a URL a parser would end early ("https://a.com\\@b.com") is read whole by a browser
+    # what an autolinker does not see ("https:\\host") is read the way a browser reads it
     for raw in re.findall(r"(?i)\bhttps?:[/\\]+[^\s<>\"']+", text):
         host = host_of(raw)
         if host:
@@ -136,7 +136,7 @@ def filter_answer(text: str, hosts: Iterable[str]) -> tuple[str, bool]:
             return out, dropped
         dropped = True
         out = _rebuild(tokens, wanted).strip()
-    return _ESCAPE.sub(r"\\\1", _plain(_MD.parse(out))), True
+    return _text(_plain(_MD.parse(out)), wanted), True
 
 
 def _bare_name(href: str, markup: str) -> bool:
@@ -270,13 +270,20 @@ def _text(text: str, hosts: frozenset[str]) -> str:
     A ``<`` that could open a tag becomes ``‹``: an escape would be undone by the next reader.
     """
     text = _TAG.sub(lambda m: "\u2039" + m.group()[1:], text)
+    # URL-like runs: the loose shapes, and (for text that was never parsed, see _plain) what
+    # an autolinker would find; the first reading of each stretch of text wins
+    spans = [(m.start(), m.end(), _as_url(m.group())) for m in _LOOSE_URL.finditer(text)]
+    spans += [(m.index, m.last_index, m.url) for m in _LINKS.match(text) or []
+              if not _bare_name(m.url, "linkify")]
     out: list[str] = []
     at = 0
-    for m in _LOOSE_URL.finditer(text):
-        out.append(_ESCAPE.sub(r"\\\1", text[at:m.start()]))
-        keep = allowed(_as_url(m.group()), hosts)
-        out.append(_ESCAPE.sub(r"\\\1", m.group()) if keep else _REMOVED_LINK)
-        at = m.end()
+    for start, end, url in sorted(spans):
+        if start < at:
+            continue
+        out.append(_ESCAPE.sub(r"\\\1", text[at:start]))
+        keep = allowed(url, hosts)
+        out.append(_ESCAPE.sub(r"\\\1", text[start:end]) if keep else _REMOVED_LINK)
+        at = end
     out.append(_ESCAPE.sub(r"\\\1", text[at:]))
     return "".join(out)
 
