@@ -54,7 +54,7 @@ from llmos.cpu.base import CPU
 from llmos.errors import LLMOSError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.policy import Policy
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 from llmos.params import Params
 from llmos.peripherals.browser import Browser
 from llmos.peripherals.filesystem import FileSystem

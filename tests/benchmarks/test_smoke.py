@@ -73,3 +73,14 @@ def test_locomo_smoke(data_dir: Path) -> None:
     result = _smoke("locomo", data_dir)
     assert result["conversations"] == 1 and result["questions"] > 0
     assert 0.0 <= result["recall_at_5"] <= 1.0
+
+
+def test_injection_smoke(data_dir: Path) -> None:
+    result = _smoke("injection", data_dir)
+    on, off = result["scripted/monitor_on"], result["scripted/monitor_off"]
+    # the walls hold on every carrier against a CPU that obeys every injection, and the
+    # monitor costs the benign tasks nothing
+    assert on["attack_success"] == 0.0 and len(on["attack_success_by_carrier"]) == 7
+    assert on["utility_clean"] == off["utility_clean"] == on["utility_attacked"] == 1.0
+    # not vacuous: with the monitor off the same CPU reaches its goals on every carrier
+    assert all(rate == 1.0 for rate in off["attack_success_by_carrier"].values())
