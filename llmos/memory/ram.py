@@ -66,6 +66,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _QUOTE = "\u2502 "  # "│ ": opens every line of outside text
 
 
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
 def spotlight(page: Page, key: bytes) -> str:
     """An untrusted page's text as a delimited, quoted block: ``<<tag``, lines, ``tag>>``.
 
@@ -73,7 +76,9 @@ def spotlight(page: Page, key: bytes) -> str:
     a chat template's tool turn) can call it and get the same block.
     """
     mac = hmac.new(key, f"{page.source}\n{page.text}".encode(), hashlib.sha256)
-    tag = mac.hexdigest()[:32]  # 128 bits
+    # 128 bits written in letters only: a small model copies digits it sees near a number it
+    # is answering with ("4 d0 becs" for 120), and grounding reads digits as numbers.
+    tag = mac.hexdigest()[:32].translate(_LETTERS)
     lines = _BREAKS.split(_CONTROL.sub(" ", page.text))
     body = "\n".join(_QUOTE + line for line in lines)
     return f"<<{tag}\n{body}\n{tag}>>"
