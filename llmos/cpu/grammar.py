@@ -33,11 +33,39 @@ import numpy.typing as npt
 
 from llmos.errors import CPUError, UsageError
 
-__all__ = ["Grammar", "Mask"]
+__all__ = ["Grammar", "Mask", "violation"]
 
 Mask = npt.NDArray[np.bool_]
 
 _CACHE_SIZE = 32  # distinct schemas kept compiled; a kernel uses a handful
+_VALIDATORS: OrderedDict[str, Any] = OrderedDict()  # schema JSON -> jsonschema validator
+
+
+def violation(text: str, schema: Mapping[str, Any]) -> str | None:
+    """Why ``text`` is not one JSON value valid for ``schema``, or None when it is.
+
+    For text no grammar vouched for (a server that does not constrain decoding): the check a
+    grammar makes while decoding, made afterwards. Keys llguidance reads (``x-guidance``) are
+    ignored; patterns are matched as Python regexes, as the grammars here are written.
+    """
+    import jsonschema
+
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return f"not one JSON value ({getattr(exc, 'msg', 'too deeply nested')})"
+    key = json.dumps(schema, sort_keys=True)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        validator = jsonschema.Draft202012Validator(dict(schema))
+        _VALIDATORS[key] = validator
+        if len(_VALIDATORS) > _CACHE_SIZE:
+            _VALIDATORS.popitem(last=False)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "the call"
+    return f"{where}: {error.message[:300]}"
 
 
 class Grammar:

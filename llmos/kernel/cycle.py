@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from llmos.cpu.base import Decoding
+from llmos.cpu.grammar import violation
 from llmos.errors import Fault, LLMOSError, QuotaExceeded, StepLimitExceeded
 from llmos.kernel.ground import step_schema
 from llmos.kernel.policy import Policy
@@ -192,7 +193,7 @@ def turn(
         meter.decoded(dec.decoded_tokens)
         group = uuid.uuid4().hex[:8]
         try:
-            name, args = _trap(proc, dec, group, grounded=schema is not None)
+            name, args = _trap(proc, dec, group, schema)
         except Fault as fault:  # it may quote what the model wrote: as trusted as that
             _fault(proc, trace, step, fault.message, dec.text, group,
                    trusted=not proc.ram.tainted)
@@ -268,12 +269,16 @@ class _Meter:
             )
 
 
-def _trap(proc: Process, dec: Decoding, group: str, *, grounded: bool) -> tuple[str, BaseModel]:
+def _trap(
+    proc: Process, dec: Decoding, group: str, schema: Mapping[str, Any] | None
+) -> tuple[str, BaseModel]:
     """The decoded text joins the journal as a call; return it parsed and validated.
 
     An answer cut at the token limit is kept as far as it went; any other cut call, a malformed
-    one or bad arguments raise the :class:`Fault` the model reads next.
+    one, one no grammar vouched for that breaks the step's schema (a server that does not
+    constrain decoding), or bad arguments raise the :class:`Fault` the model reads next.
     """
+    grounded = schema is not None
     cut = cut_answer(dec.text) if dec.stop == "length" else None
     written = dec.text if cut is None else format_call(ANSWER, {"text": cut})
     # what the model writes after it has read untrusted text is untrusted too
@@ -288,6 +293,11 @@ def _trap(proc: Process, dec: Decoding, group: str, *, grounded: bool) -> tuple[
             "complete; write a shorter call (shorter code, fewer or shorter values)"
         )
     call = decode_call(written)
+    if schema is not None and dec.stop == "eos":
+        wrong = violation(written, schema)
+        if wrong is not None:
+            raise Fault(f"your call does not fit the syscall table ({wrong}); "
+                        'write one JSON object: {"syscall": "<name>", "args": {...}}')
     return call.name, proc.table.validate(call.name, call.args)
 
 
