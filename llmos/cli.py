@@ -6,9 +6,10 @@ server's tools); ``llmos serve-mcp`` serves llmos's walled devices to MCP client
 ``llmos disk ...`` inspects the disk. Errors are one clear line and a
 non-zero exit, never a traceback, unless ``--debug``.
 
-The disk lives at ``--disk PATH``, else ``$LLMOS_DISK``, else ``$XDG_DATA_HOME/llmos/disk``
-(``~/.local/share/llmos/disk``). ``llmos run`` uses a disk only when given ``--disk`` or
-``--history``.
+The disk lives at ``--disk PATH`` (or ``--disk chroma://HOST:PORT`` for a Chroma server), else
+``$LLMOS_DISK``, else ``$XDG_DATA_HOME/llmos/disk`` (``~/.local/share/llmos/disk``). ``llmos run``
+uses a disk only when given ``--disk`` or ``--history``. ``--cpu URL`` decodes on an
+OpenAI-compatible model server instead of the in-process model.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object {answer, trace}")
     run.add_argument("--model", type=Path, help="a GGUF file to use instead of the default model")
     run.add_argument(
+        "--cpu", metavar="URL",
+        help="an OpenAI-compatible model server to decode on, e.g. http://127.0.0.1:8080/v1",
+    )
+    run.add_argument("--n-ctx", type=int, default=None,
+                     help="the --cpu server's context window, where it does not say itself")
+    run.add_argument(
+        "--allow-unconstrained", action="store_true",
+        help="accept a --cpu server that cannot constrain decoding (replies are still checked)",
+    )
+    run.add_argument(
         "--peripherals", help="comma-separated device names to mount (see `llmos peripherals`)"
     )
     run.add_argument(
@@ -59,7 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help='a JSONL file of earlier turns, one {"role": "user"|"model"|"device", "text": ...} '
         "a line, fed to the process before the question (the pager applies)",
     )
-    run.add_argument("--disk", type=Path, help="the disk folder (see `llmos disk`)")
+    run.add_argument("--disk", help="the disk folder, or chroma://HOST:PORT (see `llmos disk`)")
     run.add_argument("--ram", type=int, default=None, help="the process's RAM budget in tokens")
     run.add_argument("--mcp", action="append", default=[], metavar="CMD", help=_MCP_HELP)
 
@@ -77,7 +88,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--read-only", action="store_true", help="serve fs without writes")
 
     disk = sub.add_parser("disk", help="inspect the disk (the page store)")
-    disk.add_argument("--disk", type=Path, help="the disk folder")
+    disk.add_argument("--disk", help="the disk folder, or chroma://HOST:PORT")
     dsub = disk.add_subparsers(dest="disk_command", required=True)
     ls = dsub.add_parser("ls", help="list pages")
     ls.add_argument("--pid", type=int, default=None)
@@ -92,18 +103,21 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _disk_path(given: Path | None) -> Path:
+def _disk_path(given: str | None) -> Path:
     if given is not None:
-        return given
+        return Path(given)
     if os.environ.get("LLMOS_DISK"):
         return Path(os.environ["LLMOS_DISK"])
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "llmos" / "disk"
 
 
-def _open_disk(given: Path | None) -> Any:
+def _open_disk(given: str | None) -> Any:
     from llmos.memory.chroma import ChromaDisk
 
+    where = given if given is not None else os.environ.get("LLMOS_DISK")
+    if where and where.split("://", 1)[0] in ("chroma", "http", "https"):
+        return ChromaDisk.connect(where)
     return ChromaDisk(_disk_path(given))
 
 
@@ -197,12 +211,19 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
         devices = [*(default_peripherals() if devices is None else devices), *_mount_mcp(ns.mcp)]
     quiet = ns.json
-    if ns.model is not None:
+    if ns.cpu is not None and ns.model is not None:
+        raise UsageError("give --cpu (a model server) or --model (a GGUF file), not both")
+    if ns.cpu is not None:
+        from llmos.cpu.http import HTTPCPU
+
+        cpu_factory: Callable[[], Any] = lambda: HTTPCPU(  # noqa: E731
+            ns.cpu, n_ctx=ns.n_ctx, allow_unconstrained=ns.allow_unconstrained)
+    elif ns.model is not None:
         if not ns.model.is_file():
             raise UsageError(f"model file {str(ns.model)!r} does not exist")
         from llmos.cpu.llama import LlamaCPU
 
-        cpu_factory: Callable[[], Any] = lambda: LlamaCPU(ns.model)  # noqa: E731
+        cpu_factory = lambda: LlamaCPU(ns.model)  # noqa: E731
     else:
         from llmos.cpu.llama import LlamaCPU
 

@@ -167,7 +167,14 @@ class HTTPCPU:
                 code="http-unconstrained",
             )
         self._n_ctx = n_ctx or self._server_ctx(entry)
-        self._bos = self._tokenize("") if kind == "llama-cpp-python" else 0
+        try:  # the tokenizer's fixed prefix (llama-cpp-python counts a BOS), and a probe
+            self._bos = self._tokenize("")
+        except CPUError as exc:
+            raise UsageError(
+                f"the server at {base!r} has no tokenize endpoint llmos knows ({exc}), so RAM "
+                "budgets cannot be counted exactly; use a llama.cpp, vLLM or SGLang server",
+                code="http-tokenize",
+            ) from exc
 
     # -- the CPU protocol ------------------------------------------------------------------
 
@@ -292,17 +299,11 @@ class HTTPCPU:
         elif self._server == "llama-server":
             got = self._request("POST", f"{self._root}/tokenize",
                                 {"content": text, "add_special": False})
-        elif self._server in ("vllm", "sglang"):
-            path = "/tokenize" if self._server == "vllm" else "/v1/tokenize"
+        else:  # vLLM, SGLang, and any server that copies their tokenize endpoint
+            path = "/v1/tokenize" if self._server == "sglang" else "/tokenize"
             got = self._request("POST", f"{self._root}{path}",
-                                {"model": self._model, "prompt": text,
-                                 "add_special_tokens": False})
-        else:
-            raise UsageError(
-                f"the server at {self._base!r} has no tokenize endpoint llmos knows, so RAM "
-                "budgets cannot be counted exactly; use a llama.cpp, vLLM or SGLang server",
-                code="http-tokenize",
-            )
+                                {"model": self._model, "prompt": text, "content": text,
+                                 "add_special_tokens": False, "add_special": False})
         try:
             return int(got["count"]) if "count" in got else len(got["tokens"])
         except (KeyError, TypeError, ValueError) as exc:

@@ -116,9 +116,10 @@ class Kernel:
 
     def _new_pid(self) -> int:
         pid = self._next_pid
-        self._next_pid += 1
         if self.disk is not None:  # pids stay unique across kernels sharing this disk
-            self.disk.save_snapshot(0, {"next_pid": self._next_pid})
+            pid = self.disk.claim_pid(pid)
+            self.disk.save_snapshot(0, {"next_pid": pid + 1})  # a hint for the next kernel
+        self._next_pid = pid + 1
         return pid
 
     def spawn(
@@ -363,6 +364,7 @@ class Kernel:
             if hasattr(proc.stats, key) and key != "hit_rate":
                 setattr(proc.stats, key, value)
         self._next_pid = max(self._next_pid, pid + 1)
+        disk.refresh()  # its pages may have grown on another host since this disk indexed them
         return proc
 
     def _need_disk(self, what: str) -> Disk:

@@ -29,6 +29,7 @@ import builtins
 import contextlib
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -121,6 +122,7 @@ class ChromaDisk:
         self._pages: Any
         self._procs: Any
         settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        self._remote = url is not None
         where = str(path) if path is not None else str(url)
         if path is not None and Path(path).exists() and not Path(path).is_dir():
             raise DiskError(f"disk path {where!r} is a file, not a store directory: pick a folder")
@@ -147,6 +149,22 @@ class ChromaDisk:
                 configuration={"hnsw": {"space": "l2"}},
             )
             self._batch = max(1, min(1000, self._client.get_max_batch_size()))
+
+
+    @classmethod
+    def connect(cls, url: str, **options: Any) -> ChromaDisk:
+        """A disk on a Chroma server: ``chroma://host:port``, ``http://...`` or ``https://...``.
+
+        Several kernels, on one host or many, may share one server: writes from each are
+        durable when ``write`` returns, process ids are claimed through the store
+        (:meth:`claim_pid`), and a hibernated process resumes on any of them. Embeddings are
+        computed here, not by the server, so a local and a remote store rank alike. Other
+        keyword arguments are those of :class:`ChromaDisk`.
+        """
+        parts = urlsplit(url)
+        if parts.scheme == "chroma":
+            url = parts._replace(scheme="http").geturl()
+        return cls(url=url, **options)
 
     # -- pages -----------------------------------------------------------------------------
 
@@ -250,6 +268,11 @@ class ChromaDisk:
     def _lexicon(self, pid: int | None) -> Lexicon:
         """The keyword index of ``pid``'s pages (or all pages), built on first use."""
         lex = self._lexicons.get(pid)
+        if lex is not None and pid is None and self._remote:
+            # a shared server: other kernels write too; a changed count means a stale index
+            with _store_errors("count pages"):
+                if int(self._pages.count()) != len(lex.ids):
+                    lex = None
         if lex is None:
             lex = Lexicon(self.cache_pages)
             offset = 0
@@ -359,4 +382,23 @@ class ChromaDisk:
         """Pids that have a snapshot, ascending."""
         with _store_errors("list snapshots"):
             got = self._procs.get(include=[])
-        return sorted(int(i) for i in got["ids"])
+        return sorted(int(i) for i in got["ids"] if i.isdigit())  # not the pid claims
+
+    def claim_pid(self, hint: int = 1) -> int:
+        """The first process id from ``hint`` on that no kernel sharing this store holds.
+
+        A claim is an insert-if-absent record ``pid-N`` in the snapshot collection: chromadb
+        keeps the first ``add`` of an id and ignores later ones, so of two kernels racing for
+        one id exactly one reads its own token back; the other moves on to the next id.
+        """
+        token = uuid.uuid4().hex
+        pid = max(1, hint)
+        while True:
+            key = f"pid-{pid}"
+            with _store_errors("claim a process id"):
+                self._procs.add(ids=[key], documents=[token], embeddings=[[1.0]],
+                                metadatas=[{"pid": pid, "claimed": time.time()}])
+                got = self._procs.get(ids=[key], include=["documents"])
+            if got["documents"] and got["documents"][0] == token:
+                return pid
+            pid += 1

@@ -89,3 +89,9 @@ class Disk(Protocol):
 
     def snapshots(self) -> builtins.list[int]:
         """Pids that have a snapshot."""
+
+    def claim_pid(self, hint: int = 1) -> int:
+        """A process id, at least ``hint``, that no other kernel sharing this store holds."""
+
+    def refresh(self) -> None:
+        """Forget any in-process view of the store (another kernel may have written to it)."""
