@@ -56,6 +56,7 @@ _OWNERS: dict[str, Server] = {
 }
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _OVERFLOW = re.compile(r"context (?:window|length)|maximum context|exceed", re.IGNORECASE)
+_GBNF_ESCAPES = frozenset('xuUtrn\\"[]')  # what llama.cpp's GBNF parser accepts after a backslash
 _COUNT_CACHE = 4096  # distinct texts whose token counts are remembered (pages are re-counted)
 
 
@@ -77,16 +78,61 @@ def _wait(state: tenacity.RetryCallState) -> float:
     return max(backoff, exc.after if isinstance(exc, _Retry) else 0.0)
 
 
-def _gbnf_schema(value: Any) -> Any:
-    """``value`` with regex patterns rewritten for llama.cpp's schema-to-GBNF converter.
+def _gbnf_pattern(pattern: str) -> str:
+    """``pattern`` in the regex subset llama.cpp's schema-to-GBNF converter reads right.
 
-    The converter knows plain groups only (``(?:`` becomes ``(``, same language for a match),
-    and it applies a pattern to the raw characters between the quotes, so a negated class must
-    also exclude ``"`` (the JSON string would end there; the grammars here exclude ``\\`` too).
+    The converter knows plain groups only (``(?:`` becomes ``(``: the same language when
+    nothing refers back); it writes an escaped punctuation mark as a GBNF escape llama.cpp
+    rejects (``\\.``), so one becomes a one-character class (``[.]``); and it applies a
+    pattern to the raw characters between the quotes, so a negated class also excludes ``"``
+    (the JSON string would end there).
     """
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            plain = not in_class and not nxt.isalnum() and nxt not in "\\^[]"
+            out.append(f"[{nxt}]" if plain else char + nxt)
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+            out.append(char)
+        elif char == "[":
+            in_class = True
+            negated = pattern.startswith("[^", i)
+            out.append('[^"' if negated else "[")
+            i += 1 if negated else 0
+        elif pattern.startswith("(?:", i):
+            out.append("(")
+            i += 2
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _check_escapes(grammar: str) -> None:
+    """Raise ValueError on an escape llama.cpp's GBNF parser rejects.
+
+    A grammar llama.cpp cannot parse takes llama-cpp-python's server down with it (the
+    sampler is built from a null grammar), so such a grammar is never sent.
+    """
+    at = grammar.find("\\")
+    while at != -1:
+        escaped = grammar[at + 1 : at + 2]
+        if escaped not in _GBNF_ESCAPES:
+            raise ValueError(f"the grammar holds an escape llama.cpp rejects: \\{escaped}")
+        at = grammar.find("\\", at + 2)
+
+
+def _gbnf_schema(value: Any) -> Any:
+    """``value`` with its regex patterns rewritten by :func:`_gbnf_pattern`."""
     if isinstance(value, dict):
-        return {k: (v.replace("(?:", "(").replace("[^", '[^"')
-                    if k == "pattern" and isinstance(v, str) else _gbnf_schema(v))
+        return {k: (_gbnf_pattern(v) if k == "pattern" and isinstance(v, str)
+                    else _gbnf_schema(v))
                 for k, v in value.items() if k != "x-guidance"}
     if isinstance(value, list):
         return [_gbnf_schema(v) for v in value]
@@ -278,8 +324,10 @@ class HTTPCPU:
             from llama_cpp.llama_grammar import json_schema_to_gbnf
 
             try:
-                return {"grammar": json_schema_to_gbnf(json.dumps(_gbnf_schema(schema)))}
-            except (AssertionError, ValueError, KeyError, TypeError) as exc:
+                grammar = json_schema_to_gbnf(json.dumps(_gbnf_schema(schema)))
+                _check_escapes(grammar)
+                return {"grammar": grammar}
+            except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
                 raise UsageError(
                     f"llama.cpp cannot turn this schema into a grammar ({exc}); simplify the "
                     "argument model's patterns", code="http-schema",

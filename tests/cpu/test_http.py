@@ -186,3 +186,31 @@ def test_boot_arithmetic_through_the_calculator_on_the_server(llama_server: str)
     assert any(c.syscall == "calculator.evaluate" and c.result == "19753" for c in reply.calls)
     decoded = [e for e in reply.trace if isinstance(e, Decoded)]
     assert decoded and cpu.calls == len(decoded) and cpu.invalid == 0
+
+
+def test_grounded_patterns_become_grammars_llama_cpp_parses() -> None:
+    from llmos.kernel.ground import answer_pattern, expression_pattern, words_pattern
+
+    bodies: list[dict[str, Any]] = []
+
+    def complete(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return _reply('{"q": "3.5 kg"}')
+
+    cpu = _cpu(_server("me", complete))
+    for pattern in [words_pattern(["3.5", "kg", "$20", "(a)"]), expression_pattern(["3.5", "12"]),
+                    answer_pattern(["1234"], ["Ana"])]:
+        schema = {"type": "object", "properties": {"q": {"type": "string", "pattern": pattern}}}
+        cpu.complete("p", schema=schema)
+    for body in bodies:
+        grammar = body["grammar"]
+        assert "(?:" not in grammar and "\\." not in grammar and "\\$" not in grammar
+
+
+def test_a_schema_that_would_make_a_bad_grammar_is_never_sent() -> None:
+    sent: list[httpx.Request] = []
+    cpu = _cpu(_server("me", lambda r: _reply("{}"), sent))
+    schema = {"type": "object", "properties": {"q": {"type": "string", "pattern": "^(?=a)b$"}}}
+    with pytest.raises(UsageError, match="grammar"):
+        cpu.complete("p", schema=schema)
+    assert not [r for r in sent if r.url.path.endswith("/completions")]
