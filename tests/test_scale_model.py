@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,17 +20,21 @@ pytestmark = pytest.mark.model
 
 
 def test_shell_answers_through_a_model_server_and_a_chroma_server(
-    llama_server: str, chroma_server: str
+    llama_server: str, chroma_server: str, tmp_path: Path
 ) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        json.dumps({"text": "Note: my sister Ana lives in Porto and teaches chemistry."}) + "\n"
+        + json.dumps({"text": "Note: our dog Rex is a beagle."}) + "\n"
+    )
     out = subprocess.run(
         [sys.executable, "-m", "llmos", "run", "--json", "--cpu", llama_server,
-         "--disk", chroma_server, "What is 4096 * 4096?"],
+         "--disk", chroma_server, "--history", str(history), "Which city does Ana live in?"],
         capture_output=True, text=True, timeout=600, check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert "16777216" in result["answer"]
-    calls = [e for e in result["trace"] if e["type"] == "called"]
-    assert calls and calls[0]["syscall"] == "calculator.evaluate"
+    assert "Porto" in result["answer"]
+    assert ChromaDisk.connect(chroma_server).claim_pid() > 1  # the shell's process holds pid 1
 
 
 def test_facts_paged_out_to_the_server_come_back(llama_server: str, chroma_server: str) -> None:

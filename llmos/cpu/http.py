@@ -114,6 +114,17 @@ def _gbnf_pattern(pattern: str) -> str:
     return "".join(out)
 
 
+def _rigid(grammar: str) -> str:
+    """The converter's grammar with ``json.dumps`` spacing (``", "``, ``": "``, nothing else).
+
+    Its JSON allows a space after every token; the prompts render calls as ``json.dumps``
+    does, and the in-process grammar forces that form too, so the model writes on the server
+    the same call text it sees in its examples.
+    """
+    return (grammar.replace('"," space', '", "').replace('":" space', '": "')
+            .replace('space ::= " "?', 'space ::= ""'))
+
+
 def _check_escapes(grammar: str) -> None:
     """Raise ValueError on an escape llama.cpp's GBNF parser rejects.
 
@@ -324,7 +335,7 @@ class HTTPCPU:
             from llama_cpp.llama_grammar import json_schema_to_gbnf
 
             try:
-                grammar = json_schema_to_gbnf(json.dumps(_gbnf_schema(schema)))
+                grammar = _rigid(json_schema_to_gbnf(json.dumps(_gbnf_schema(schema))))
                 _check_escapes(grammar)
                 return {"grammar": grammar}
             except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
