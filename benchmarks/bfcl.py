@@ -48,8 +48,9 @@ from benchmarks._common import (
     run_both,
     sample_limit,
 )
+from llmos.cpu.base import CPU
 from llmos.cpu.llama import LlamaCPU
-from llmos.errors import LLMOSError, RunError
+from llmos.errors import LLMOSError, RunError, UsageError
 from llmos.kernel.boot import Kernel
 from llmos.kernel.loader import default_system
 from llmos.kernel.trap import decode_call
@@ -311,7 +312,7 @@ def _kernel_calls(trace: Sequence[Event]) -> list[tuple[str, Any]]:
     return calls
 
 
-def run_llmos(cpu: LlamaCPU, case: Mapping[str, Any], params: Params = PARAMS) -> Outcome:
+def run_llmos(cpu: CPU, case: Mapping[str, Any], params: Params = PARAMS) -> Outcome:
     """Answer one case with the kernel; its device calls are the answer."""
     devices = [bfcl_function(f) for f in case["function"]]
     system, user = _question(case)
@@ -460,7 +461,7 @@ def _summary(
 
 
 def run_category(
-    cpu: LlamaCPU,
+    cpu: CPU,
     category: str,
     *,
     limit: int | None,
@@ -471,8 +472,15 @@ def run_category(
 ) -> dict[str, Any]:
     """Run a category's sample through llmos (and the baseline); return the metrics."""
     cases = every_nth(load_category(category), limit, offset=offset)
+    if baseline and not isinstance(cpu, LlamaCPU):
+        raise UsageError("the baseline runs in process: pass --no-baseline with --cpu-url")
+
+    def theirs_one(case: Mapping[str, Any]) -> Outcome:
+        assert isinstance(cpu, LlamaCPU)
+        return run_baseline(cpu, case)
+
     mine, theirs = run_both(
-        cases, lambda c: run_llmos(cpu, c, params), lambda c: run_baseline(cpu, c),
+        cases, lambda c: run_llmos(cpu, c, params), theirs_one,
         baseline=baseline, tick=tick,
     )
     result: dict[str, Any] = {
@@ -504,10 +512,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--samples", type=int, default=1,
         help="System 2: candidates llmos decodes per step, chosen by vote (default 1: off)",
     )
+    parser.add_argument(
+        "--cpu-url", metavar="URL",
+        help="decode llmos's calls on an OpenAI-compatible server (HTTPCPU); implies "
+        "--no-baseline and reports how many server replies were valid for their schema",
+    )
     ns = parser.parse_args(argv)
     if ns.samples < 1:
         parser.error("--samples must be at least 1")
-    cpu = load_cpu(ns.model)
+    cpu: CPU
+    if ns.cpu_url:
+        from llmos.cpu.http import HTTPCPU
+
+        cpu, ns.no_baseline = HTTPCPU(ns.cpu_url), True
+    else:
+        cpu = load_cpu(ns.model)
     try:
         result = run_category(
             cpu,
@@ -518,6 +537,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             params=dataclasses.replace(PARAMS, samples=ns.samples),
         )
         result["samples"] = ns.samples
+        if ns.cpu_url:
+            calls, invalid = getattr(cpu, "calls", 0), getattr(cpu, "invalid", 0)
+            result["server"] = {"calls": calls, "invalid": invalid}
+            print(f"server replies valid for their schema: {calls - invalid}/{calls}")
     finally:
         cpu.close()
     if not ns.json:

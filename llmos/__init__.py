@@ -5,6 +5,7 @@ peripherals, and a kernel runs agent processes. Start with :class:`Kernel`.
 """
 
 from llmos.cpu.base import CPU, Decoding
+from llmos.cpu.http import HTTPCPU
 from llmos.cpu.llama import LlamaCPU
 from llmos.errors import (
     ContextOverflow,
@@ -26,13 +27,14 @@ from llmos.kernel.proc import Process, ProcState, Quota
 from llmos.memory.page import Page
 from llmos.params import Params
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (plain sorted order, as the export test pins)
     "CPU",
     "CPUError",
     "ContextOverflow",
     "Decoding",
     "DiskError",
     "Fault",
+    "HTTPCPU",
     "Kernel",
     "LLMOSError",
     "LlamaCPU",

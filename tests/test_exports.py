@@ -8,7 +8,7 @@ import pytest
 
 PUBLIC = {
     "llmos": {
-        "CPU", "CPUError", "ContextOverflow", "Decoding", "DiskError", "Fault", "Kernel",
+        "CPU", "CPUError", "ContextOverflow", "Decoding", "DiskError", "Fault", "HTTPCPU", "Kernel",
         "LLMOSError", "LlamaCPU", "Page", "Params", "PeripheralError", "Policy", "ProcState",
         "Process", "Quota", "QuotaExceeded", "Reply", "RunError", "SandboxViolation",
         "StepLimitExceeded", "UsageError",
@@ -18,7 +18,7 @@ PUBLIC = {
         "Limits", "MCP", "NeedsApproval", "Peripheral", "Prefixed", "Python", "ReadOnly",
         "SyscallSpec", "discover", "free_text", "grounded", "peripheral", "quote", "syscall",
     },
-    "llmos.cpu": {"CPU", "Decoding", "LlamaCPU", "Switch", "Switching"},
+    "llmos.cpu": {"CPU", "Decoding", "HTTPCPU", "LlamaCPU", "Switch", "Switching"},
     "llmos.memory": {
         "RAM", "AuditRow", "ChromaDisk", "Disk", "Hit", "Page", "PageKind", "PageStats",
         "Pager", "Trust",
