@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
@@ -201,6 +202,7 @@ class HTTPCPU:
             timeout=httpx.Timeout(timeout, connect=10.0), headers=headers, transport=transport,
         )
         self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()  # the count cache and counters (kernels share a CPU)
         self.calls = 0  # replies decoded under a schema
         self.invalid = 0  # of those, replies that were not valid for their schema
         listed = self._request("GET", f"{base}/models")
@@ -257,14 +259,16 @@ class HTTPCPU:
 
     def count_tokens(self, text: str) -> int:
         """Exact number of tokens ``text`` takes in the server's tokenizer (no BOS)."""
-        known = self._counts.get(text)
-        if known is not None:
-            self._counts.move_to_end(text)
-            return known
+        with self._lock:
+            known = self._counts.get(text)
+            if known is not None:
+                self._counts.move_to_end(text)
+                return known
         count = self._tokenize(text) - self._bos
-        self._counts[text] = count
-        if len(self._counts) > _COUNT_CACHE:
-            self._counts.popitem(last=False)
+        with self._lock:
+            self._counts[text] = count
+            if len(self._counts) > _COUNT_CACHE:
+                self._counts.popitem(last=False)
         return count
 
     def complete(
@@ -313,11 +317,11 @@ class HTTPCPU:
         if choice.get("finish_reason") == "length":
             stop = "length"
         if schema is not None:
-            self.calls += 1
-            if stop != "length" and violation(text, schema) is None:
-                stop = "grammar"
-            elif stop != "length":
-                self.invalid += 1
+            valid = stop != "length" and violation(text, schema) is None
+            stop = "grammar" if valid else stop
+            with self._lock:
+                self.calls += 1
+                self.invalid += stop == "eos"
         return Decoding(
             text=text, prompt_tokens=prompt_tokens, reused_tokens=min(reused, prompt_tokens),
             prefilled_tokens=max(0, prompt_tokens - reused), decoded_tokens=decoded,
