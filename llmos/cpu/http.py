@@ -18,9 +18,10 @@ comes back as ``"eos"`` and the kernel turns it into a fault the model reads.
 
 Retries (tenacity, exponential backoff with jitter) cover what provably did not run or what
 the server asked to be retried: connection failures before the request was sent, 429 and 5xx
-answers (``Retry-After`` respected). A request that was sent and then lost (read timeout,
+answers (``Retry-After`` respected). A completion that was sent and then lost (read timeout,
 dropped connection) may still be decoding on the server, so it is not sent again: it raises
-``CPUError`` saying so.
+``CPUError`` saying so. Reads that change nothing (the model list, tokenizing) are retried
+after a lost reply too.
 
 Invariants:
 - ``count_tokens`` and ``Decoding.prompt_tokens`` come from the server's tokenizer;
@@ -184,7 +185,7 @@ class HTTPCPU:
         n_ctx: int | None = None,
         allow_unconstrained: bool = False,
         api_key: str | None = None,
-        timeout: float = 300.0,
+        timeout: float = 600.0,
         attempts: int = 5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -301,7 +302,7 @@ class HTTPCPU:
         if self._server in ("llama-cpp-python", "llama-server"):
             # plain sampling, as in process: no repetition penalty, no truncation
             body.update(top_p=1.0, top_k=0, min_p=0.0, repeat_penalty=1.0)
-        reply = self._request("POST", f"{self._base}/completions", body)
+        reply = self._request("POST", f"{self._base}/completions", body, idempotent=False)
         try:
             choice = reply["choices"][0]
             text = str(choice["text"])
@@ -385,11 +386,20 @@ class HTTPCPU:
 
     # -- transport -------------------------------------------------------------------------
 
-    def _request(self, method: str, url: str, body: Any = None) -> Any:
+    def _request(self, method: str, url: str, body: Any = None, *, idempotent: bool = True
+                 ) -> Any:
+        """Send one request; retry what did not run, or (``idempotent``) what may run twice.
+
+        Reading the model list or tokenizing changes nothing on the server, so a lost reply is
+        asked for again; a completion is sent once (``idempotent=False``).
+        """
+        retried: tuple[type[Exception], ...] = (
+            httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, _Retry)
+        if idempotent:
+            retried += (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self._attempts), wait=_wait, reraise=True,
-            retry=tenacity.retry_if_exception_type(
-                (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, _Retry)),
+            retry=tenacity.retry_if_exception_type(retried),
         )
         try:
             response = retrying(self._send, method, url, body)
@@ -407,7 +417,8 @@ class HTTPCPU:
             # sent, then lost: the server may have decoded it, so it is not sent again
             raise CPUError(
                 f"the request to {url!r} was sent but no reply came ({type(exc).__name__}: "
-                f"{exc}); it was not retried because the server may still be running it"
+                f"{exc}); a completion is not sent twice because the server may still be "
+                "running it: retry the step, or raise HTTPCPU(timeout=...)"
             ) from exc
         if response.status_code >= 400:
             detail = response.text[:500]

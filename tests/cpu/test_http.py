@@ -135,9 +135,22 @@ def test_a_request_sent_and_then_lost_is_not_sent_again() -> None:
         tries.append(1)
         raise httpx.ReadTimeout("no reply", request=request)
 
-    with pytest.raises(CPUError, match="not retried"):
+    with pytest.raises(CPUError, match="not sent twice"):
         _cpu(_server("me", complete)).complete("p")
     assert len(tries) == 1
+
+
+def test_a_lost_tokenize_reply_is_asked_for_again() -> None:
+    lost = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/extras/tokenize" and len(lost) < 2:
+            lost.append(1)
+            raise httpx.ReadTimeout("no reply", request=request)
+        return _server("me", lambda r: _reply(""))(request)
+
+    assert _cpu(handle).count_tokens("two words") == 2
+    assert len(lost) == 2
 
 
 def test_a_prompt_the_server_cannot_fit_is_a_context_overflow() -> None:
