@@ -73,7 +73,7 @@ def _cpu_worker(kind: str, url: str, index: int, turns: int) -> dict[str, Any]:
 def _disk_worker(url: str, collection: str, index: int, pages: int) -> dict[str, Any]:
     import numpy as np
 
-    from llmos.memory.disk import ChromaDisk
+    from llmos.memory.chroma import ChromaDisk
     from llmos.memory.page import Page
 
     disk = ChromaDisk.connect(url, collection=collection)
@@ -143,7 +143,7 @@ def run_cpu(url: str, procs: list[int], turns: int) -> dict[str, Any]:
 
 
 def run_disk(url: str, writers: int, pages: int) -> dict[str, Any]:
-    from llmos.memory.disk import ChromaDisk
+    from llmos.memory.chroma import ChromaDisk
 
     out: dict[str, Any] = {}
     for label, n in (("single", 1), ("concurrent", writers)):

@@ -12,7 +12,7 @@ import pytest
 
 from llmos.cpu.http import HTTPCPU
 from llmos.kernel.boot import Kernel
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 from llmos.trace import Paged
 from tests.memory.test_memory_model import _facts
 

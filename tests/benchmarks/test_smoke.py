@@ -84,3 +84,13 @@ def test_injection_smoke(data_dir: Path) -> None:
     assert on["utility_clean"] == off["utility_clean"] == on["utility_attacked"] == 1.0
     # not vacuous: with the monitor off the same CPU reaches its goals on every carrier
     assert all(rate == 1.0 for rate in off["attack_success_by_carrier"].values())
+@pytest.mark.model
+def test_scale_smoke(data_dir: Path) -> None:
+    result = _smoke("scale", data_dir)  # starts its own llama.cpp and Chroma servers
+    assert set(result["cpu"]) == {"1", "2"}
+    for row in result["cpu"].values():
+        assert row["server"]["turns"] == row["local"]["turns"] > 0
+        assert row["server_vs_local"] > 0
+    assert result["disk"]["concurrent"]["acked"] == 40
+    assert result["disk"]["concurrent"]["lost"] == 0
+    assert result["server_invalid_calls"] == 0

@@ -13,7 +13,7 @@ import pytest
 
 from llmos.errors import UsageError
 from llmos.kernel.boot import Kernel
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 from llmos.memory.embed import MiniLMEmbedder
 from llmos.memory.page import Page
 from llmos.testing import ScriptedCPU
@@ -59,7 +59,7 @@ def test_local_and_remote_stores_rank_alike(chroma_server: str, tmp_path: Path,
 
 _WRITER = """
 import json, sys
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 from llmos.memory.page import Page
 url, name, writer, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 disk = ChromaDisk.connect(url, collection=name)
@@ -100,7 +100,7 @@ def test_four_kernel_processes_writing_at_once_lose_no_acknowledged_page(
 _RESUMER = """
 import json, sys
 from llmos.kernel.boot import Kernel
-from llmos.memory.disk import ChromaDisk
+from llmos.memory.chroma import ChromaDisk
 from llmos.testing import ScriptedCPU
 disk = ChromaDisk.connect(sys.argv[1], collection=sys.argv[2])
 cpu = ScriptedCPU(['{"syscall": "answer", "args": {"text": "resumed"}}'])
