@@ -68,13 +68,21 @@ def every_nth(items: Sequence[_T], limit: int | None, *, offset: int = 0) -> lis
     return [items[(offset + i * step) % len(items)] for i in range(limit)]
 
 
-def load_cpu(model: Path | None) -> LlamaCPU:
-    """The embedded default model, or the GGUF at ``model``."""
+def load_cpu(model: str | Path | None) -> LlamaCPU:
+    """The default model, a packaged model by name (``tiny``, ``qwen-1.5b``), or a GGUF path."""
+    from llmos.cpu.models import MODELS
+
     if model is None:
         return LlamaCPU.default()
-    if not model.is_file():
-        raise UsageError(f"no GGUF file at {str(model)!r}; pass --model PATH of a .gguf file")
-    return LlamaCPU(model)
+    if str(model) in MODELS:
+        return LlamaCPU.named(str(model))
+    path = Path(model)
+    if not path.is_file():
+        known = ", ".join(sorted(MODELS))
+        raise UsageError(
+            f"--model {str(model)!r} is neither a packaged model ({known}) nor a GGUF file"
+        )
+    return LlamaCPU(path)
 
 
 @contextmanager
@@ -118,7 +126,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, default_limit: int) -> N
         "--offset", type=int, default=0, help="start of the every-n-th sample (a fixed rule)"
     )
     parser.add_argument(
-        "--model", type=Path, default=None, help="a GGUF file instead of the default"
+        "--model", default=None,
+        help="a packaged model's name (tiny, qwen-0.5b, qwen-1.5b) or a GGUF path",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line"

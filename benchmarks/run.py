@@ -11,7 +11,7 @@ date, and two plots in ``docs/img/``. With ``--json`` the last line is one JSON 
 temporary folder (unless ``--docs`` says where), in seconds: CI runs it to prove the whole
 pipeline works; its figures mean nothing.
 
-Run: ``python -m benchmarks.run [--limit N | --full | --smoke] [--model PATH] [--json]``
+Run: ``python -m benchmarks.run [--limit N | --full | --smoke] [--model NAME|PATH] [--json]``
 """
 
 from __future__ import annotations
@@ -255,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-gsm8k", action="store_true", help="skip GSM8K")
     parser.add_argument("--no-baseline", action="store_true", help="run llmos only")
     parser.add_argument(
-        "--model", type=Path, default=None, help="a GGUF file instead of the default"
+        "--model", default=None,
+        help="a packaged model's name (tiny, qwen-0.5b, qwen-1.5b) or a GGUF path",
     )
     parser.add_argument("--docs", type=Path, default=None, help="where the page goes")
     add_smoke_arg(parser)

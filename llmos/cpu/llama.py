@@ -206,8 +206,17 @@ class LlamaCPU:
 
     @property
     def n_threads(self) -> int:
-        """The threads llama.cpp uses for prefill and decoding (chosen at load)."""
+        """The threads llama.cpp uses for prefill and decoding; settable at any time."""
         return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, value: int) -> None:
+        if value < 1:
+            raise UsageError(f"n_threads must be at least 1, not {value}", code="args")
+        with self._lock:
+            self._check_open()
+            self._lib.llama_set_n_threads(self._llama.ctx, value, value)
+            self._n_threads = value
 
     @property
     def n_ctx(self) -> int:
