@@ -142,7 +142,10 @@ def _worker(name: str, rounds: int, tokens: int, questions: int) -> dict[str, An
 
 def run(names: Sequence[str], *, rounds: int, tokens: int, questions: int) -> dict[str, Any]:
     """Measure each model in its own worker, then add the ratios against the baseline."""
-    results = {name: _worker(name, rounds, tokens, questions) for name in names}
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        results[name] = _worker(name, rounds, tokens, questions)
+        print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
     base = results.get(BASELINE)
     if base is not None:
         for row in results.values():

@@ -1,6 +1,7 @@
 """The devices on the real default model: python computes, the browser reads, hostility is survived.
 
-Each test uses the session ``cpu`` (one model per session) and asks one short question. The
+Tests of what an agent gets done use the session ``agent_cpu`` (the default model); the hostile
+input test is about the kernel and uses the tiny ``cpu``. Each asks one short question. The
 assertions check behaviour end to end: which syscall the model chose, that the device ran, and
 that the answer carries the device's result (not a number the model made up).
 """
@@ -50,8 +51,8 @@ def site() -> Iterator[str]:
     server.server_close()
 
 
-def test_model_computes_with_the_python_device(cpu: Any) -> None:
-    kernel = Kernel(cpu, peripherals=[Python()])
+def test_model_computes_with_the_python_device(agent_cpu: Any) -> None:
+    kernel = Kernel(agent_cpu, peripherals=[Python()])
     reply = kernel.run(kernel.spawn(), "What is the sum of the cubes of the numbers from 1 to 10?")
     runs = [c for c in reply.calls if c.syscall == "python.run"]
     assert runs and runs[-1].status == "ok", reply.trace
@@ -61,14 +62,13 @@ def test_model_computes_with_the_python_device(cpu: Any) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the 270M default model answers from its prior instead of calling the browser: its "
-    "first syscall-name token is `answer` (measured). Choosing the branch by its total "
-    "likelihood, or by its likelihood against a content-free question, was measured on BFCL "
-    "and separates calls from answers no better than greedy decoding",
+    reason="on the plain (base-model) prompt path the default model, Qwen2.5-Coder 0.5B, "
+    "answers without calling the browser (measured), as Gemma 270M did before it; the "
+    "instruct model's own chat template is the planned way to present the tools",
 )
-def test_web_reader_answers_from_a_loopback_page(cpu: Any, site: str) -> None:
+def test_web_reader_answers_from_a_loopback_page(agent_cpu: Any, site: str) -> None:
     url = f"http://{site}/library"
-    kernel = Kernel(cpu, peripherals=[Browser(allow_hosts=[site])])
+    kernel = Kernel(agent_cpu, peripherals=[Browser(allow_hosts=[site])])
     reply = kernel.run(kernel.spawn(), f"How much does a lost card cost according to {url} ?")
     reads = [c for c in reply.calls if c.syscall.startswith("browser.") and c.status == "ok"]
     assert reads and not reads[0].trusted and reads[0].source == url
