@@ -59,6 +59,11 @@ QUESTIONS = (
 )
 
 
+def _sig(x: float) -> float:
+    """``x`` to three significant digits (a slow speed must not round to zero)."""
+    return float(f"{x:.3g}")
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -116,9 +121,9 @@ def measure(name: str, *, rounds: int, tokens: int, questions: Sequence[str]) ->
         "size_mb": round(MODELS[name].size / 1e6),
         "load_s": round(load, 2),
         "warmup_s": round(warmup, 2),
-        "decode_tps_1": round(speed[1], 1),
-        "decode_tps_2": round(speed[2], 1),
-        "threads_2_vs_1": round(speed[2] / speed[1], 2),
+        "decode_tps_1": _sig(speed[1]),
+        "decode_tps_2": _sig(speed[2]),
+        "threads_2_vs_1": _sig(speed[2] / speed[1]),
         "threads_auto": auto,
         "call_s": round(statistics.median(calls), 2),
         "calls": len(calls),
@@ -149,9 +154,9 @@ def run(names: Sequence[str], *, rounds: int, tokens: int, questions: int) -> di
     base = results.get(BASELINE)
     if base is not None:
         for row in results.values():
-            row["decode_vs_tiny"] = round(row["decode_tps_1"] / base["decode_tps_1"], 2)
-            row["call_vs_tiny"] = round(row["call_s"] / base["call_s"], 2)
-            row["rss_vs_tiny"] = round(row["rss_mb"] / base["rss_mb"], 2)
+            row["decode_vs_tiny"] = _sig(row["decode_tps_1"] / base["decode_tps_1"])
+            row["call_vs_tiny"] = _sig(row["call_s"] / base["call_s"])
+            row["rss_vs_tiny"] = _sig(row["rss_mb"] / base["rss_mb"])
     return {"baseline": BASELINE if base else None, "models": results}
 
 
