@@ -40,9 +40,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks._common import last_json_line, print_json
-from llmos.cpu.llama import LlamaCPU, free_cores
-from llmos.cpu.models import MODELS, installed
+from benchmarks._common import add_smoke_arg, last_json_line, print_json
+from llmos.cpu.llama import LlamaCPU
+from llmos.cpu.models import MODELS, free_cores, installed
 from llmos.errors import RunError
 from llmos.kernel.boot import Kernel
 from llmos.params import Params
@@ -68,6 +68,13 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _threads(cpu: LlamaCPU, n: int) -> None:
+    """Give the loaded model ``n`` threads (llama.cpp can change them between calls)."""
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(cpu.llama.ctx, n, n)
+
+
 def decode_speed(
     cpu: LlamaCPU, threads: Sequence[int], rounds: int, tokens: int
 ) -> dict[int, float]:
@@ -75,7 +82,7 @@ def decode_speed(
     speeds: dict[int, list[float]] = {n: [] for n in threads}
     for _ in range(rounds):
         for n in threads:
-            cpu.n_threads = n
+            _threads(cpu, n)
             cpu.reset()
             cpu.logits(STORY)  # prefill untimed: what follows times decoding only
             out = cpu.complete(STORY, max_tokens=tokens, temperature=0.7, seed=1)
@@ -112,7 +119,7 @@ def measure(name: str, *, rounds: int, tokens: int, questions: Sequence[str]) ->
         cpu.complete("Hello", max_tokens=1)  # builds the grammar's vocabulary tables, once
         warmup = time.perf_counter() - started
         speed = decode_speed(cpu, (1, 2), rounds, tokens)
-        cpu.n_threads = auto
+        _threads(cpu, auto)
         calls = call_times(cpu, questions)
     finally:
         cpu.close()
@@ -179,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="decode rounds per thread count")
     parser.add_argument("--tokens", type=int, default=64, help="tokens decoded per round")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS), help="kernel questions")
-    parser.add_argument("--smoke", action="store_true", help="tiny only, a few tokens, seconds")
+    add_smoke_arg(parser)  # the tiny model only, a few tokens, one question
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)

@@ -26,7 +26,6 @@ Neighbours: implements ``llmos.cpu.base.CPU``; ``llmos.cpu.grammar`` computes th
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 import time
 from collections.abc import Hashable, Mapping, Sequence
@@ -42,7 +41,7 @@ from llmos.cpu.kv import KV
 from llmos.cpu.loops import loop_cut
 from llmos.errors import ContextOverflow, CPUError, LLMOSError, UsageError
 
-__all__ = ["LlamaCPU", "free_cores"]
+__all__ = ["LlamaCPU"]
 
 _LLAMA_ERRORS = (RuntimeError, ValueError, OSError, ctypes.ArgumentError)
 
@@ -70,37 +69,19 @@ def _silence(llama_cpp: Any) -> None:
 _SILENT_LOG: Any = None
 
 
-def free_cores() -> int:
-    """The thread count for a new ``LlamaCPU``: the cores this process may use that are idle.
-
-    llama.cpp's threads meet at a barrier after every layer, so one thread that shares its core
-    with other work stalls them all: on a busy 2-core machine two threads decoded several times
-    slower than one (``python -m benchmarks.models`` measures both). So count the cores this
-    process may run on (``os.sched_getaffinity``), subtract the 1-minute load average (the
-    runnable processes already there), round, and keep at least one thread.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # no load average on this platform: assume half the machine is busy
-        busy = cores / 2
-    return max(1, min(cores, round(cores - busy)))
-
-
 class LlamaCPU:
     """A GGUF model run in process by llama-cpp-python, decoding under llguidance grammars.
 
     Args:
         path: the GGUF file.
         n_ctx: the context window, in tokens.
-        n_threads: CPU threads for prefill and decoding; None uses :func:`free_cores`
-            (the cores this process may run on minus the load average, at least one).
+        n_threads: CPU threads for prefill and decoding; None takes the idle cores
+            (``llmos.cpu.models.free_cores``: allowed cores minus the load average, at least 1).
         n_batch: the most tokens evaluated in one llama_decode call (prefill chunks).
         separators: item and key separators of the JSON the grammar allows; match how your
             prompts render JSON (the defaults are those of ``json.dumps``).
         state_bytes: bytes of saved per-slot KV states kept in memory; colder states spill to
-            temp files beyond it (about 12.7 KB per resident token on the default model).
+            temp files beyond it (12.7 KB per resident token on Gemma 3 270M).
         verbose: let llama.cpp print its logs.
 
     Raises:
@@ -128,6 +109,8 @@ class LlamaCPU:
                 code="model-path",
             )
         if n_threads is None:
+            from llmos.cpu.models import free_cores
+
             n_threads = free_cores()
         if n_threads < 1:
             raise UsageError(f"n_threads must be at least 1, not {n_threads}", code="args")
@@ -159,42 +142,26 @@ class LlamaCPU:
         self._grammar: Grammar | None = None
         self._lock = threading.Lock()
         self._closed = False
-        self._n_threads = n_threads
 
     @classmethod
-    def named(
-        cls, name: str, *, n_ctx: int = 4096, n_threads: int | None = None
-    ) -> LlamaCPU:
-        """Load a packaged model by its short name (``qwen-0.5b``, ``qwen-1.5b``, ``tiny``).
+    def named(cls, name: str, *, n_ctx: int = 4096, n_threads: int | None = None) -> LlamaCPU:
+        """Load a packaged model by name (``llmos.cpu.models.MODELS``), checked by its sha256.
 
-        The GGUF is assembled once from its part packages into the user cache and verified
-        against its pinned sha256 before first use (see ``llmos.cpu.models``); a cached file
-        that does not load is re-hashed and, if corrupt, assembled again. Nothing is downloaded.
-
-        Raises:
-            UsageError: no such model, or its packages are not installed (the message names
-                the pip command, e.g. ``pip install "llmos[qwen-1.5b]"``).
-            CPUError: the model cannot be assembled, does not match its hash, or does not load.
+        Raises ``UsageError`` (unknown, or not installed: the message gives the pip command) or
+        ``CPUError`` (cannot be assembled, does not match its pinned hash, does not load).
         """
         from llmos.cpu import models
 
         path = models.model_path(name)
         try:
             return cls(path, n_ctx=n_ctx, n_threads=n_threads)
-        except CPUError:
-            # The stamp vouched for a file that does not load: check the bytes themselves.
-            stamp = path.with_name(path.name + ".verified.json")
-            stamp.unlink(missing_ok=True)
-            path = models.model_path(name)
-            return cls(path, n_ctx=n_ctx, n_threads=n_threads)
+        except CPUError:  # the stamp vouched for a file that does not load: hash the bytes
+            path.with_name(path.name + ".verified.json").unlink(missing_ok=True)
+            return cls(models.model_path(name), n_ctx=n_ctx, n_threads=n_threads)
 
     @classmethod
     def default(cls, *, n_ctx: int = 4096, n_threads: int | None = None) -> LlamaCPU:
-        """Load the default packaged model (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M).
-
-        Same as ``LlamaCPU.named(llmos.cpu.models.DEFAULT)``; docs/models.md says why it is
-        the default and lists the others.
-        """
+        """Load the default packaged model, ``llmos.cpu.models.DEFAULT`` (docs/models.md)."""
         from llmos.cpu import models
 
         return cls.named(models.DEFAULT, n_ctx=n_ctx, n_threads=n_threads)
@@ -203,20 +170,6 @@ class LlamaCPU:
     def name(self) -> str:
         """The model file's name without its extension."""
         return self._path.stem
-
-    @property
-    def n_threads(self) -> int:
-        """The threads llama.cpp uses for prefill and decoding; settable at any time."""
-        return self._n_threads
-
-    @n_threads.setter
-    def n_threads(self, value: int) -> None:
-        if value < 1:
-            raise UsageError(f"n_threads must be at least 1, not {value}", code="args")
-        with self._lock:
-            self._check_open()
-            self._lib.llama_set_n_threads(self._llama.ctx, value, value)
-            self._n_threads = value
 
     @property
     def n_ctx(self) -> int:

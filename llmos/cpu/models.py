@@ -24,6 +24,9 @@ Invariants:
 - a file whose size or mtime disagrees with its stamp is re-hashed before use; a file whose hash
   is wrong is replaced by a fresh assembly (the cache is ours to rewrite).
 
+How a model runs here belongs with it: :func:`free_cores` picks the thread count a
+``LlamaCPU`` gets by default (the idle cores, see its docstring and docs/models.md).
+
 Neighbours: ``llmos.cpu.llama.LlamaCPU.named`` and ``.default`` call :func:`model_path`; the
 shell lists :data:`MODELS`; nothing else touches the cache.
 """
@@ -48,6 +51,7 @@ __all__ = [
     "Model",
     "Part",
     "cache_dir",
+    "free_cores",
     "installed",
     "licence_text",
     "model_path",
@@ -363,6 +367,24 @@ def model_path(name: str = DEFAULT, *, progress: bool = True) -> Path:
     # Missing, or corrupt: a corrupt cached file is replaced by a fresh, verified assembly.
     _assemble(model, files, target, progress)
     return target
+
+
+def free_cores() -> int:
+    """The thread count a ``LlamaCPU`` gets by default: the idle cores this process may use.
+
+    llama.cpp's threads meet at a barrier after every layer, so one thread that shares its core
+    with other work stalls them all: on a busy 2-core machine two threads decoded several times
+    slower than one (``python -m benchmarks.models`` measures both). So count the cores this
+    process may run on (``os.sched_getaffinity``), subtract the 1-minute load average (the
+    runnable processes already there), round, and keep at least one thread.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # no load average on this platform: assume half the machine is busy
+        busy = cores / 2
+    return max(1, min(cores, round(cores - busy)))
 
 
 def licence_text(name: str) -> str:

@@ -18,6 +18,7 @@ import pytest
 from benchmarks._common import last_json_line
 
 ROOT = Path(__file__).resolve().parents[2]
+TINY = ("--model", "tiny")  # a smoke run proves the pipeline, not the model: the fastest one
 
 
 def _smoke(name: str, data_dir: Path, *extra: str) -> dict[str, Any]:
@@ -32,14 +33,14 @@ def _smoke(name: str, data_dir: Path, *extra: str) -> dict[str, Any]:
 
 @pytest.mark.model
 def test_bfcl_smoke(data_dir: Path) -> None:
-    result = _smoke("bfcl", data_dir)
+    result = _smoke("bfcl", data_dir, *TINY)
     assert result["llmos"]["cases"] == result["baseline"]["cases"] == 2
     assert 0.0 <= result["llmos"]["accuracy"] <= 1.0
 
 
 @pytest.mark.model
 def test_gsm8k_smoke(data_dir: Path) -> None:
-    result = _smoke("gsm8k", data_dir)
+    result = _smoke("gsm8k", data_dir, *TINY)
     assert result["llmos"]["cases"] == result["baseline"]["cases"] == 2
 
 
@@ -59,9 +60,18 @@ def test_sched_smoke(data_dir: Path) -> None:
 
 @pytest.mark.model
 def test_run_smoke(data_dir: Path, tmp_path: Path) -> None:
-    result = _smoke("run", data_dir, "--docs", str(tmp_path))
+    result = _smoke("run", data_dir, "--docs", str(tmp_path), *TINY)
     assert len(result["bfcl"]) == 2 and result["gsm8k"]["llmos"]["cases"] == 1
     assert (tmp_path / "benchmarks.md").is_file()
+
+
+@pytest.mark.model
+def test_models_smoke(data_dir: Path) -> None:
+    tiny = _smoke("models", data_dir)["models"]["tiny"]
+    assert tiny["decode_tps_1"] > 0 and tiny["decode_tps_2"] > 0
+    assert tiny["calls"] >= 1 and tiny["call_s"] > 0
+    assert tiny["rss_mb"] > tiny["rss_base_mb"]  # the model's memory is counted
+    assert tiny["threads_auto"] >= 1
 
 
 def test_disk_smoke(data_dir: Path) -> None:

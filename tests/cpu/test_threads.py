@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from llmos.cpu.llama import free_cores
+from llmos.cpu.models import free_cores
 
 
 @pytest.mark.parametrize(
