@@ -15,7 +15,9 @@ own) measures:
   questions with the calculator mounted, using the thread count llmos chooses by itself
   (``free_cores()``, recorded as ``threads_auto``); ``calls_under_3s`` is the share under 3 s;
 - ``rss_mb``: the worker's peak resident memory, and ``rss_base_mb``, the same worker's before
-  the model was loaded (Python, numpy, llama.cpp's library): the difference is the model's.
+  the model was loaded (Python, numpy, llama.cpp's library): the difference is the model's;
+- ``load_avg``: the machine's 1-minute load average when the worker ended (absolute times
+  on a shared machine mean little without it).
 
 Ratios against a baseline measured in the same run: every model's numbers are divided by those
 of the ``tiny`` model (Gemma 3 270M, the former default), e.g. ``call_vs_tiny`` = this model's
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -137,6 +140,7 @@ def measure(name: str, *, rounds: int, tokens: int, questions: Sequence[str]) ->
         "calls_under_3s": round(sum(s < 3.0 for s in calls) / len(calls), 2),
         "rss_base_mb": round(base),
         "rss_mb": round(_rss_mb()),
+        "load_avg": round(os.getloadavg()[0], 1),  # other work on the machine, at the end
     }
 
 
