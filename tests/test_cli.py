@@ -21,3 +21,21 @@ def test_run_refuses_a_model_that_is_neither_a_name_nor_a_file(
     assert main(["run", "hi", "--model", "qwen-7b"]) == 1
     err = capsys.readouterr().err
     assert "neither a packaged model" in err and "qwen-0.5b" in err
+
+
+def test_run_loads_a_packaged_model_by_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmos.cpu.llama import LlamaCPU
+    from llmos.testing import ScriptedCPU
+
+    asked: list[tuple[str, int | None]] = []
+
+    def named(cls: type, name: str, *, n_ctx: int = 4096, n_threads: int | None = None) -> object:
+        asked.append((name, n_threads))
+        return ScriptedCPU(['{"syscall": "answer", "args": {"text": "four"}}'])
+
+    monkeypatch.setattr(LlamaCPU, "named", classmethod(named))
+    assert main(["run", "--json", "--model", "tiny", "--threads", "1", "2+2?"]) == 0
+    assert asked == [("tiny", 1)]
+    assert '"answer": "four"' in capsys.readouterr().out
