@@ -10,19 +10,24 @@ own) measures:
   threads, on the same loaded model, the two thread counts alternated round by round so that
   other load on the machine hits both alike; the prompt is prefilled first, so the time is
   decoding only. ``threads_2_vs_1`` is the ratio of the medians (>1: two threads are faster);
+- ``decode_tps_cpu``: the 1-thread decoding speed per CPU-second the worker used: what one core
+  of its own would give. On a shared machine wall times stretch with the others' load; CPU
+  seconds do not (much), so this is the figure to compare with a quiet machine;
 - ``call_s``: the median wall time of one syscall decoded by the kernel (``Decoded.seconds``:
   prefill of what is new plus decoding under the grammar), over every step of a few short
-  questions with the calculator mounted, using the thread count llmos chooses by itself
-  (``free_cores()``, recorded as ``threads_auto``); ``calls_under_3s`` is the share under 3 s;
+  questions with the calculator mounted, on one thread; ``calls_under_3s`` is the share of
+  calls under 3 s, and ``call_cpu_s`` the median CPU seconds per call (per question: the
+  process's CPU time over its steps); ``threads_auto`` records what ``free_cores()`` chose;
 - ``rss_mb``: the worker's peak resident memory, and ``rss_base_mb``, the same worker's before
   the model was loaded (Python, numpy, llama.cpp's library): the difference is the model's;
 - ``load_avg``: the machine's 1-minute load average when the worker ended (absolute times
   on a shared machine mean little without it).
 
 Ratios against a baseline measured in the same run: every model's numbers are divided by those
-of the ``tiny`` model (Gemma 3 270M, the former default), e.g. ``call_vs_tiny`` = this model's
-median call time / tiny's. ``--smoke`` runs the tiny model only, with a handful of tokens and
-one question, in seconds.
+of the ``tiny`` model (Gemma 3 270M, the former default), e.g. ``call_cpu_vs_tiny`` = this
+model's median CPU seconds per call / tiny's (``decode_vs_tiny``, ``decode_cpu_vs_tiny``,
+``call_vs_tiny``, ``rss_vs_tiny`` likewise). ``--smoke`` runs the tiny model only, with a
+handful of tokens and one question, in seconds.
 
 Run: ``python -m benchmarks.models [--models tiny,qwen-0.5b,qwen-1.5b] [--rounds 3]
 [--tokens 64] [--smoke] [--json]``; with ``--json`` the last line is one JSON object
@@ -80,22 +85,29 @@ def _threads(cpu: LlamaCPU, n: int) -> None:
 
 def decode_speed(
     cpu: LlamaCPU, threads: Sequence[int], rounds: int, tokens: int
-) -> dict[int, float]:
-    """Median free-decoding tokens/s per thread count, the counts alternated each round."""
+) -> tuple[dict[int, float], float]:
+    """Median free-decoding tokens/s per thread count (alternated each round), and the 1-thread
+    speed per CPU-second (what a core of its own would give, whatever else the machine runs)."""
     speeds: dict[int, list[float]] = {n: [] for n in threads}
+    per_cpu: list[float] = []
     for _ in range(rounds):
         for n in threads:
             _threads(cpu, n)
             cpu.reset()
             cpu.logits(STORY)  # prefill untimed: what follows times decoding only
+            cpu_started = time.process_time()
             out = cpu.complete(STORY, max_tokens=tokens, temperature=0.7, seed=1)
             speeds[n].append(out.decoded_tokens / out.seconds)
-    return {n: statistics.median(v) for n, v in speeds.items()}
+            if n == 1:
+                per_cpu.append(out.decoded_tokens / (time.process_time() - cpu_started))
+    return {n: statistics.median(v) for n, v in speeds.items()}, statistics.median(per_cpu)
 
 
-def call_times(cpu: LlamaCPU, questions: Sequence[str]) -> list[float]:
-    """Seconds of every instruction the kernel decoded while answering ``questions``."""
+def call_times(cpu: LlamaCPU, questions: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Wall seconds of every instruction the kernel decoded while answering ``questions``, and
+    per question the process's CPU seconds per instruction (device time included, tiny here)."""
     seconds: list[float] = []
+    cpu_per_call: list[float] = []
 
     def observe(event: Event) -> None:
         if isinstance(event, Decoded):
@@ -104,10 +116,13 @@ def call_times(cpu: LlamaCPU, questions: Sequence[str]) -> list[float]:
     cpu.reset()
     kernel = Kernel(cpu, peripherals=[Calculator()], params=Params(max_steps=4))
     for question in questions:
+        before, cpu_started = len(seconds), time.process_time()
         # a run that did not answer still decoded its steps: they count
         with contextlib.suppress(RunError):
             kernel.run(kernel.spawn(), question, observe=observe)
-    return seconds
+        if len(seconds) > before:
+            cpu_per_call.append((time.process_time() - cpu_started) / (len(seconds) - before))
+    return seconds, cpu_per_call
 
 
 def measure(name: str, *, rounds: int, tokens: int, questions: Sequence[str]) -> dict[str, Any]:
@@ -121,9 +136,9 @@ def measure(name: str, *, rounds: int, tokens: int, questions: Sequence[str]) ->
         started = time.perf_counter()
         cpu.complete("Hello", max_tokens=1)  # builds the grammar's vocabulary tables, once
         warmup = time.perf_counter() - started
-        speed = decode_speed(cpu, (1, 2), rounds, tokens)
-        _threads(cpu, auto)
-        calls = call_times(cpu, questions)
+        speed, tps_cpu = decode_speed(cpu, (1, 2), rounds, tokens)
+        _threads(cpu, 1)  # one thread, so that CPU seconds are what one idle core would take
+        calls, calls_cpu = call_times(cpu, questions)
     finally:
         cpu.close()
     return {
@@ -134,10 +149,12 @@ def measure(name: str, *, rounds: int, tokens: int, questions: Sequence[str]) ->
         "decode_tps_1": _sig(speed[1]),
         "decode_tps_2": _sig(speed[2]),
         "threads_2_vs_1": _sig(speed[2] / speed[1]),
+        "decode_tps_cpu": _sig(tps_cpu),
         "threads_auto": auto,
         "call_s": round(statistics.median(calls), 2),
         "calls": len(calls),
         "calls_under_3s": round(sum(s < 3.0 for s in calls) / len(calls), 2),
+        "call_cpu_s": _sig(statistics.median(calls_cpu)),
         "rss_base_mb": round(base),
         "rss_mb": round(_rss_mb()),
         "load_avg": round(os.getloadavg()[0], 1),  # other work on the machine, at the end
@@ -166,19 +183,23 @@ def run(names: Sequence[str], *, rounds: int, tokens: int, questions: int) -> di
     if base is not None:
         for row in results.values():
             row["decode_vs_tiny"] = _sig(row["decode_tps_1"] / base["decode_tps_1"])
+            row["decode_cpu_vs_tiny"] = _sig(row["decode_tps_cpu"] / base["decode_tps_cpu"])
             row["call_vs_tiny"] = _sig(row["call_s"] / base["call_s"])
+            row["call_cpu_vs_tiny"] = _sig(row["call_cpu_s"] / base["call_cpu_s"])
             row["rss_vs_tiny"] = _sig(row["rss_mb"] / base["rss_mb"])
     return {"baseline": BASELINE if base else None, "models": results}
 
 
 def _table(result: dict[str, Any]) -> str:
-    head = ("model", "size MB", "load s", "tok/s 1T", "tok/s 2T", "2T/1T", "call s (med)",
-            "<3 s", "peak RSS MB", "vs tiny: speed", "call", "RSS")
+    head = ("model", "size MB", "load s", "tok/s 1T", "tok/s 2T", "2T/1T", "tok/CPU-s",
+            "call s (med)", "<3 s", "call CPU-s", "peak RSS MB", "load avg",
+            "vs tiny: tok/CPU-s", "call CPU-s", "RSS")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in result["models"].items():
         cells = (name, r["size_mb"], r["load_s"], r["decode_tps_1"], r["decode_tps_2"],
-                 r["threads_2_vs_1"], r["call_s"], f"{r['calls_under_3s']:.0%}", r["rss_mb"],
-                 r.get("decode_vs_tiny", "-"), r.get("call_vs_tiny", "-"),
+                 r["threads_2_vs_1"], r["decode_tps_cpu"], r["call_s"],
+                 f"{r['calls_under_3s']:.0%}", r["call_cpu_s"], r["rss_mb"], r["load_avg"],
+                 r.get("decode_cpu_vs_tiny", "-"), r.get("call_cpu_vs_tiny", "-"),
                  r.get("rss_vs_tiny", "-"))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)

@@ -11,7 +11,8 @@ from benchmarks import models as bench
 
 def _row(tps: float, call: float, rss: int) -> dict[str, Any]:
     return {"size_mb": 1, "load_s": 1.0, "decode_tps_1": tps, "decode_tps_2": tps / 2,
-            "threads_2_vs_1": 0.5, "call_s": call, "calls_under_3s": 1.0, "rss_mb": rss}
+            "threads_2_vs_1": 0.5, "decode_tps_cpu": 2 * tps, "call_s": call,
+            "calls_under_3s": 1.0, "call_cpu_s": call / 2, "rss_mb": rss, "load_avg": 1.0}
 
 
 def test_ratios_are_against_the_tiny_model_of_the_same_run(
@@ -22,5 +23,6 @@ def test_ratios_are_against_the_tiny_model_of_the_same_run(
     result = bench.run(["tiny", "qwen-0.5b"], rounds=1, tokens=1, questions=1)
     qwen = result["models"]["qwen-0.5b"]
     assert (qwen["decode_vs_tiny"], qwen["call_vs_tiny"], qwen["rss_vs_tiny"]) == (0.5, 2.5, 2.0)
+    assert (qwen["decode_cpu_vs_tiny"], qwen["call_cpu_vs_tiny"]) == (0.5, 2.5)
     assert result["baseline"] == "tiny"
     assert "| qwen-0.5b |" in bench._table(result)

@@ -69,7 +69,8 @@ def test_run_smoke(data_dir: Path, tmp_path: Path) -> None:
 def test_models_smoke(data_dir: Path) -> None:
     tiny = _smoke("models", data_dir)["models"]["tiny"]
     assert tiny["decode_tps_1"] > 0 and tiny["decode_tps_2"] > 0
-    assert tiny["calls"] >= 1 and tiny["call_s"] > 0
+    assert tiny["calls"] >= 1 and tiny["call_s"] > 0 and tiny["call_cpu_s"] > 0
+    assert tiny["decode_tps_cpu"] > 0
     assert tiny["rss_mb"] > tiny["rss_base_mb"]  # the model's memory is counted
     assert tiny["threads_auto"] >= 1
 
