@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            questions=QUESTIONS[: ns.questions]))
         return 0
     if ns.smoke:
-        names, ns.rounds, ns.tokens, ns.questions = [BASELINE], 1, 8, 1
+        names, ns.rounds, ns.tokens, ns.questions = [BASELINE], 1, 4, 1
     elif ns.models:
         names = [n.strip() for n in ns.models.split(",") if n.strip()]
     else:
