@@ -184,13 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     procs = [1, 2] if ns.smoke else [int(n) for n in ns.procs.split(",")]
     turns = 1 if ns.smoke else ns.turns
     writers, pages = (2, 20) if ns.smoke else (ns.writers, ns.pages)
-    from llmos.cpu.embedded import default_model_path
+    from llmos.cpu.models import model_path
 
     with tempfile.TemporaryDirectory(prefix="llmos-scale-") as tmp:
         folder = Path(tmp)
         with chroma_server(folder) as store:
             disk = run_disk(store, writers, pages)
-        with llama_server(default_model_path(), folder) as server:
+        with llama_server(model_path("tiny"), folder) as server:  # as measured on docs
             cpu = run_cpu(server, procs, turns)
     calls = sum(row["server"]["calls"] for row in cpu.values())
     invalid = sum(row["server"]["invalid"] for row in cpu.values())
