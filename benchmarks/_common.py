@@ -68,21 +68,28 @@ def every_nth(items: Sequence[_T], limit: int | None, *, offset: int = 0) -> lis
     return [items[(offset + i * step) % len(items)] for i in range(limit)]
 
 
-def load_cpu(model: str | Path | None) -> LlamaCPU:
-    """The default model, a packaged model by name (``tiny``, ``qwen-1.5b``), or a GGUF path."""
-    from llmos.cpu.models import MODELS
+def load_cpu(model: str | Path | None, path: str = "auto") -> LlamaCPU:
+    """The default model, a packaged model by name (``tiny``, ``qwen-1.5b``), or a GGUF path;
+    ``path`` picks llmos's prompt path: ``auto`` (from the model's metadata), ``chat`` or
+    ``plain``."""
+    from llmos.cpu.models import MODELS, model_path
 
+    chat = {"auto": None, "chat": True, "plain": False}[path]
     if model is None:
-        return LlamaCPU.default()
+        cpu = LlamaCPU.default()
+        if chat is None or chat == (cpu.dialect is not None):
+            return cpu
+        model = Path(cpu.llama.model_path)
+        cpu.close()
     if str(model) in MODELS:
-        return LlamaCPU.named(str(model))
-    path = Path(model)
-    if not path.is_file():
+        model = model_path(str(model))
+    file = Path(model)
+    if not file.is_file():
         known = ", ".join(sorted(MODELS))
         raise UsageError(
             f"--model {str(model)!r} is neither a packaged model ({known}) nor a GGUF file"
         )
-    return LlamaCPU(path)
+    return LlamaCPU(file, chat=chat)
 
 
 @contextmanager
@@ -133,6 +140,11 @@ def add_common_args(parser: argparse.ArgumentParser, *, default_limit: int) -> N
         "--json", action="store_true", help="print one JSON object as the last line"
     )
     parser.add_argument("--no-baseline", action="store_true", help="run llmos only")
+    parser.add_argument(
+        "--path", choices=("auto", "chat", "plain"), default="auto",
+        help="llmos's prompt path: the chat template (instruct models with tool support) or "
+        "the plain transcript; auto decides from the model's metadata",
+    )
 
 
 def sample_limit(ns: argparse.Namespace) -> int | None:

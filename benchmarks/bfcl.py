@@ -361,7 +361,10 @@ def _capped(llama: Any) -> Callable[..., Any]:
 
 
 def run_baseline(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
-    """Answer one case with llama-cpp-python's ``chatml-function-calling`` handler."""
+    """Answer one case the model's own way: its GGUF chat template with ``tools=`` when the
+    template supports tools, else llama-cpp-python's ``chatml-function-calling`` handler."""
+    if cpu.dialect is not None:
+        return run_native(cpu, case)
     system, user = _question(case)
     tools = [
         {
@@ -403,6 +406,71 @@ def run_baseline(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
         out.error = f"{type(exc).__name__}: {str(exc)[:200]}"
     out.seconds = time.perf_counter() - started
     return out
+
+
+def _tools(case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": f["name"],
+                "description": f.get("description", ""),
+                "parameters": json_schema(f.get("parameters", {})),
+            },
+        }
+        for f in case["function"]
+    ]
+
+
+def run_native(cpu: LlamaCPU, case: Mapping[str, Any]) -> Outcome:
+    """``create_chat_completion(tools=...)`` through the GGUF's own chat template, greedy.
+
+    The reply's calls are read the model's way: every ``<tool_call>{...}</tool_call>`` block,
+    or, when it wrote none, a bare or fenced JSON object (or list) of ``{"name", "arguments"}``.
+    """
+    system, user = _question(case)
+    messages = [
+        {"role": "system", "content": default_system() + (f"\n{system}" if system else "")},
+        {"role": "user", "content": user},
+    ]
+    out = Outcome()
+    started = time.perf_counter()
+    try:
+        with borrow_llama(cpu) as llama:
+            resp = llama.create_chat_completion(
+                messages=messages, tools=_tools(case), temperature=0.0,
+                max_tokens=PARAMS.max_call_tokens * 2,
+            )
+        out.calls = native_calls(str(resp["choices"][0]["message"].get("content") or ""))
+    except Exception as exc:  # the baseline may fail in any way; that case scores zero
+        out.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+
+
+def native_calls(text: str) -> list[tuple[str, Any]]:
+    """The calls in a chat model's reply: tagged blocks, else one bare or fenced JSON value."""
+    blocks = _TAGGED.findall(text) or [_FENCE.sub("", text.strip())]
+    calls: list[tuple[str, Any]] = []
+    for block in blocks:
+        try:
+            value = json.loads(block)
+        except json.JSONDecodeError:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                args = item.get("arguments", item.get("parameters", {}))
+                if isinstance(args, str):
+                    try:
+                        args = json.loads(args)
+                    except json.JSONDecodeError:
+                        args = None
+                calls.append((item["name"], args))
+    return calls
 
 
 # ---------------------------------------------------------------- running a category
@@ -502,11 +570,75 @@ def run_category(
     return result
 
 
+# every kernel lever the ablation switches off, one at a time: what Params (and the CPU) change
+LEVERS: dict[str, dict[str, Any]] = {
+    "all on": {},
+    "value grounding off": {"ground_values": False},
+    "required-number rule off": {"require_numbers": False},
+    "worked examples off": {"examples_per_device": -1},
+    "loop guard off": {"loop_guard": False},
+    "answer-only last step off": {"answer_last": False},
+}
+
+
+def ablate(
+    model: Any, categories: Sequence[str], *, limit: int | None, offset: int = 0,
+    paths: Sequence[str] = ("plain", "chat"), tick: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per (path, lever switched off): pooled accuracy and valid calls on the same cases.
+
+    A path the model has no template for (``chat`` on a base model) is skipped.
+    """
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            cpu = load_cpu(model, path)
+        except LLMOSError:
+            continue
+        try:
+            for lever, change in LEVERS.items():
+                cpu.loop_guard = bool(change.get("loop_guard", True))
+                params = dataclasses.replace(
+                    PARAMS, **{k: v for k, v in change.items() if k != "loop_guard"}
+                )
+                results = [
+                    run_category(cpu, c, limit=limit, offset=offset, baseline=False,
+                                 params=params, tick=tick)
+                    for c in categories
+                ]
+                marks = [m for r in results for m in r["llmos"]["correct"]]
+                calls = sum(r["llmos"]["calls"] for r in results)
+                valid = sum(r["llmos"]["valid_rate"] * r["llmos"]["calls"] for r in results)
+                rows.append({
+                    "path": path, "lever": lever, "cases": len(marks),
+                    "accuracy": sum(marks) / len(marks) if marks else 0.0,
+                    "valid_rate": valid / calls if calls else 1.0,
+                    "seconds": round(sum(r["llmos"]["seconds"] for r in results), 1),
+                    "correct": marks,
+                })
+        finally:
+            cpu.close()
+    for row in rows:  # what switching the lever off did, against all levers on, same path
+        on = next(r for r in rows if r["path"] == row["path"] and r["lever"] == "all on")
+        row["delta"] = row["accuracy"] - on["accuracy"]
+    return rows
+
+
+def print_ablation(rows: Sequence[Mapping[str, Any]]) -> None:
+    """The ablation as a table: one row per path and lever."""
+    print("| path | lever | cases | accuracy | change | valid calls | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        change = "" if r["lever"] == "all on" else f"{100 * r['delta']:+.0f} pts"
+        print(f"| {r['path']} | {r['lever']} | {r['cases']} | {r['accuracy']:.0%} | {change} | "
+              f"{r['valid_rate']:.0%} | {r['seconds']} |")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bfcl", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--category", choices=CATEGORIES, default="simple_python")
+    parser.add_argument("--category", choices=(*CATEGORIES, "all"), default="simple_python")
     add_common_args(parser, default_limit=10)
     parser.add_argument(
         "--samples", type=int, default=1,
@@ -517,16 +649,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="decode llmos's calls on an OpenAI-compatible server (HTTPCPU); implies "
         "--no-baseline and reports how many server replies were valid for their schema",
     )
+    parser.add_argument(
+        "--ablate", action="store_true",
+        help="one row per kernel lever switched off, for the plain and the chat path "
+        "(llmos only; --category all pools the five categories)",
+    )
     ns = parser.parse_args(argv)
     if ns.samples < 1:
         parser.error("--samples must be at least 1")
+    if ns.ablate:
+        cats = CATEGORIES if ns.category == "all" else (ns.category,)
+        rows = ablate(ns.model, cats, limit=None if ns.full else ns.limit, offset=ns.offset)
+        if not ns.json:
+            print_ablation(rows)
+        print_json({"ablation": rows, "categories": list(cats)})
+        return 0
+    if ns.category == "all":
+        parser.error("--category all is for --ablate; run one category at a time")
     cpu: CPU
     if ns.cpu_url:
         from llmos.cpu.http import HTTPCPU
 
         cpu, ns.no_baseline = HTTPCPU(ns.cpu_url), True
     else:
-        cpu = load_cpu(ns.model)
+        cpu = load_cpu(ns.model, ns.path)
     try:
         result = run_category(
             cpu,

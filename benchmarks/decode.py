@@ -16,6 +16,12 @@ The figure of merit is wall time per *valid* call. The last line with ``--json``
 object: ``llmos_vs_gbnf`` and ``llmos_vs_plain`` (>1 means llmos is faster per valid call),
 ``valid_rate_<method>``, per-method details, and the cold ratios under ``"cold"``.
 
+A second part measures KV prefix reuse across the steps of real kernel runs (``reuse``): two
+turns of one process on the default model with the calculator mounted; for every step, the
+prompt's tokens, how many were already in the KV cache, and how many had to be prefilled. On a
+chat model the context is rendered through its template each step, so this is where a template
+that re-rendered earlier turns differently would show (reuse far below the prompt).
+
 Run: ``python -m benchmarks.decode [--repeats 3] [--kv both|warm|cold] [--json] [--smoke]``
 (``--smoke``: two questions once, warm only, in seconds; CI runs it, its figures mean nothing).
 """
@@ -26,7 +32,7 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
@@ -131,6 +137,39 @@ def _prepare(cpu: LlamaCPU, name: str, warm: bool) -> None:
         cpu.llama.eval(cpu.llama.tokenize(FEW_SHOT.encode(), special=True))
 
 
+def reuse(turns: Sequence[str] = ("What is 1234 * 5678?", "And what is 4321 * 8765?")
+          ) -> dict[str, Any]:
+    """Prefill reuse per step over kernel turns on the default model (one process)."""
+    from llmos.kernel.boot import Kernel
+    from llmos.peripherals.calculator import Calculator
+    from llmos.trace import Decoded
+
+    cpu = LlamaCPU.default()
+    kernel = Kernel(cpu, peripherals=[Calculator()])
+    proc = kernel.spawn()
+    steps: list[dict[str, Any]] = []
+    try:
+        for message in turns:
+            reply = kernel.run(proc, message)
+            steps += [
+                {"prompt": e.prompt_tokens, "reused": e.reused_tokens,
+                 "prefilled": e.prefilled_tokens, "text": e.text}
+                for e in reply.trace if isinstance(e, Decoded)
+            ]
+    finally:
+        kernel.close()
+        cpu.close()
+    later = steps[1:]
+    return {
+        "path": "chat" if cpu.dialect is not None else "plain",
+        "steps": steps,
+        "reused_share_after_first": (
+            sum(s["reused"] for s in later) / sum(s["prompt"] for s in later) if later else None
+        ),
+        "prefilled_after_first": sum(s["prefilled"] for s in later),
+    }
+
+
 def run(repeats: int, *, warm: bool, questions: int | None = None) -> dict[str, Any]:
     """Decode every question (the first ``questions``) ``repeats`` times with each method."""
     asked = QUESTIONS[:questions]
@@ -209,8 +248,20 @@ def main() -> None:
         _print(cold)
         summary["cold"] = {k: v for k, v in cold.items() if k.startswith(("llmos_vs", "valid"))}
     _print(summary)
+    summary["reuse"] = reuse(("What is 1234 * 5678?",)) if args.smoke else reuse()
+    _print_reuse(summary["reuse"])
     if args.json:
         print(json.dumps(summary))
+
+
+def _print_reuse(r: dict[str, Any]) -> None:
+    print(f"-- KV prefix reuse across kernel steps ({r['path']} path)")
+    for i, s in enumerate(r["steps"], 1):
+        print(f"step {i}: prompt {s['prompt']}, reused {s['reused']}, prefilled {s['prefilled']}")
+    share = r["reused_share_after_first"]
+    if share is not None:
+        print(f"after the first step: {share:.0%} of prompt tokens reused, "
+              f"{r['prefilled_after_first']} prefilled in all")
 
 
 def _print(summary: dict[str, Any]) -> None:

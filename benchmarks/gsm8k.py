@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_common_args(parser, default_limit=20)
     ns = parser.parse_args(argv)
-    cpu = load_cpu(ns.model)
+    cpu = load_cpu(ns.model, ns.path)
     try:
         result = run(
             cpu, limit=sample_limit(ns), offset=ns.offset, baseline=not ns.no_baseline

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -66,7 +67,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="accept a --cpu server that cannot constrain decoding (replies are still checked)",
     )
     run.add_argument(
-        "--peripherals", help="comma-separated device names to mount (see `llmos peripherals`)"
+        "--peripherals",
+        help="comma-separated device names to mount (see `llmos peripherals`); default: the "
+        "calculator and the browser (which opens a loopback host:port only if the question "
+        "names it)",
     )
     run.add_argument(
         "--verbose", "-v", action="store_true", help="show decode and scheduling events"
@@ -186,6 +190,19 @@ def _mount_mcp(commands: Sequence[str]) -> list[Peripheral]:
     return devices
 
 
+_LOOPBACK = re.compile(r"https?://((?:localhost|127(?:\.\d{1,3}){3}):\d{1,5})(?!\d)")
+
+
+def _shell_devices(question: str) -> list[Peripheral]:
+    """What ``llmos run`` mounts when no ``--peripherals`` are named: the calculator and the
+    browser. The browser opens a loopback ``host:port`` only when the question itself names it
+    (the person at the shell asked for that page); every other private address stays shut."""
+    from llmos.peripherals.browser import Browser
+    from llmos.peripherals.calculator import Calculator
+
+    return [Calculator(), Browser(allow_hosts=sorted(set(_LOOPBACK.findall(question))))]
+
+
 def _show(event: Event, *, verbose: bool) -> None:
     if isinstance(event, Called):
         args = json.dumps(event.args, ensure_ascii=False)
@@ -232,11 +249,9 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from llmos.kernel.boot import Kernel
     from llmos.params import Params
 
-    devices = _mount(ns.peripherals)
-    if ns.mcp:  # beside the named devices, or beside the default ones
-        from llmos.kernel.boot import default_peripherals
-
-        devices = [*(default_peripherals() if devices is None else devices), *_mount_mcp(ns.mcp)]
+    devices = _mount(ns.peripherals) if ns.peripherals is not None else _shell_devices(ns.question)
+    if ns.mcp:  # beside the named devices, or beside the shell's default ones
+        devices = [*(devices or []), *_mount_mcp(ns.mcp)]
     quiet = ns.json
     if ns.cpu is not None and ns.model is not None:
         raise UsageError("give --cpu (a model server) or --model (a model), not both")

@@ -39,3 +39,11 @@ def test_run_loads_a_packaged_model_by_name(
     assert main(["run", "--json", "--model", "tiny", "--threads", "1", "2+2?"]) == 0
     assert asked == [("tiny", 1)]
     assert '"answer": "four"' in capsys.readouterr().out
+
+
+def test_the_shell_opens_only_the_loopback_address_the_question_names() -> None:
+    from llmos.cli import _shell_devices
+
+    calc, browser = _shell_devices("Fetch http://127.0.0.1:8123/news and http://10.0.0.7:80/")
+    assert calc.name == "calculator" and browser.name == "browser"
+    assert browser.gate.allow_hosts == {("127.0.0.1", 8123)}

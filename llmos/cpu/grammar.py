@@ -25,7 +25,7 @@ from __future__ import annotations
 import ctypes
 import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from llmos.errors import CPUError, UsageError
 
-__all__ = ["Grammar", "Mask", "violation"]
+__all__ = ["Grammar", "Mask", "sample", "violation"]
 
 Mask = npt.NDArray[np.bool_]
 
@@ -97,15 +97,23 @@ class Grammar:
         self._bitmask = np.zeros((self.tokenizer.vocab_size + 31) // 32, dtype=np.int32)
         self._compiled: OrderedDict[str, Any] = OrderedDict()
 
-    def matcher(self, schema: Mapping[str, Any]) -> Any:
-        """Return an ``LLMatcher`` for ``schema``, at its start state.
+    def allow(self, tokens: Iterable[int]) -> None:
+        """Let grammars use these marker tokens (a chat model's ``<tool_call>``), which the
+        text ban would otherwise keep out; only where a grammar names them by id."""
+        for token in tokens:
+            self._grammar_ok[int(token)] = True
+
+    def matcher(self, schema: Mapping[str, Any] | str) -> Any:
+        """Return an ``LLMatcher`` for ``schema`` (a JSON schema, or a lark grammar's text),
+        at its start state.
 
         Raises:
             UsageError: the schema is not valid JSON or uses keywords llguidance cannot compile.
         """
         import llguidance
 
-        key = json.dumps(schema)  # key order matters: properties are written in it
+        # key order matters: properties are written in it
+        key = schema if isinstance(schema, str) else json.dumps(schema)
         matcher = self._compiled.get(key)
         if matcher is not None:
             self._compiled.move_to_end(key)
@@ -114,7 +122,9 @@ class Grammar:
                 return matcher
             del self._compiled[key]
         try:
-            grammar = llguidance.LLMatcher.grammar_from_json_schema(
+            grammar = llguidance.LLMatcher.grammar_from_lark(key) if isinstance(
+                schema, str
+            ) else llguidance.LLMatcher.grammar_from_json_schema(
                 key,
                 defaults={
                     "whitespace_flexible": False,
@@ -206,3 +216,26 @@ def _read_vocab(
         tokens=pieces, vocab_ptr=vocab, tokenize_fptr=fptr, eos_token=eos, slices=None
     )
     return tokenizer, banned, pieces
+
+
+def sample(
+    logits: npt.NDArray[np.float32], allowed: Mask, temperature: float, rng: np.random.Generator
+) -> tuple[int, float]:
+    """Pick a token among ``allowed``; return it with its log-probability under the model.
+
+    The log-probability is the model's own (unmasked, temperature 1), so candidates decoded
+    under different grammars or temperatures compare on one scale.
+    """
+    ids = np.flatnonzero(allowed)
+    candidates = logits[ids].astype(np.float64)
+    if temperature <= 0.0:
+        token = int(ids[int(np.argmax(candidates))])
+    else:
+        scaled = candidates / temperature
+        scaled -= scaled.max()
+        probs = np.exp(scaled)
+        probs /= probs.sum()
+        token = int(ids[int(rng.choice(len(ids), p=probs))])
+    top = float(logits.max())
+    log_z = top + float(np.log(np.exp(logits.astype(np.float64) - top).sum()))
+    return token, float(logits[token]) - log_z

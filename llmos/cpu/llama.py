@@ -36,7 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 from llmos.cpu.base import Decoding, Switch
-from llmos.cpu.grammar import Grammar, Mask
+from llmos.cpu.chat import ChatDialect, dialect_for, supports_tools
+from llmos.cpu.grammar import Grammar, sample
 from llmos.cpu.kv import KV
 from llmos.cpu.loops import loop_cut
 from llmos.errors import ContextOverflow, CPUError, LLMOSError, UsageError
@@ -82,6 +83,10 @@ class LlamaCPU:
             prompts render JSON (the defaults are those of ``json.dumps``).
         state_bytes: bytes of saved per-slot KV states kept in memory; colder states spill to
             temp files beyond it (12.7 KB per resident token on Gemma 3 270M).
+        chat: render the context through the GGUF's chat template and decode calls in the
+            model's native form (``llmos.cpu.chat``); None: when the template lists tools and
+            asks for ``<tool_call>`` replies; False: the plain transcript of a base model.
+        loop_guard: end a string or reply that repeats itself (``llmos.cpu.loops``).
         verbose: let llama.cpp print its logs.
 
     Raises:
@@ -98,6 +103,8 @@ class LlamaCPU:
         n_batch: int = 512,
         separators: tuple[str, str] = (", ", ": "),
         state_bytes: int = 512 << 20,
+        chat: bool | None = None,
+        loop_guard: bool = True,
         verbose: bool = False,
     ) -> None:
         llama_cpp = _import_llama()
@@ -142,6 +149,10 @@ class LlamaCPU:
         self._grammar: Grammar | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self.loop_guard = loop_guard
+        if chat is None:
+            chat = supports_tools(self.chat_template)
+        self._dialect = dialect_for(self._llama, llama_cpp, self.name) if chat else None
 
     @classmethod
     def named(cls, name: str, *, n_ctx: int = 4096, n_threads: int | None = None) -> LlamaCPU:
@@ -181,6 +192,11 @@ class LlamaCPU:
         """The GGUF's chat template (Jinja source), or None for a base model without one."""
         template = self._llama.metadata.get("tokenizer.chat_template")
         return str(template) if template else None
+
+    @property
+    def dialect(self) -> ChatDialect | None:
+        """How this model wants its context and calls (a chat model), or None (plain)."""
+        return self._dialect
 
     @property
     def llama(self) -> Any:
@@ -265,6 +281,8 @@ class LlamaCPU:
             raise UsageError("this LlamaCPU was closed; load a new one", code="cpu-closed")
 
     def _tokenize(self, text: str, *, bos: bool) -> list[int]:
+        if self._dialect is not None:  # control tokens only where the template wrote them
+            return self._dialect.tokenize(self._llama, text, bos=bos)
         if not text:
             return [int(self._llama.token_bos())] if bos else []
         # special=False: text in the context never becomes a control token. Pages hold text
@@ -280,32 +298,6 @@ class LlamaCPU:
                 return len(self._tokenize(text, bos=False))
             except _LLAMA_ERRORS as exc:
                 raise CPUError(f"the tokenizer failed: {exc}") from exc
-
-    def _sample(
-        self,
-        logits: npt.NDArray[np.float32],
-        allowed: Mask,
-        temperature: float,
-        rng: np.random.Generator,
-    ) -> tuple[int, float]:
-        """Pick a token among ``allowed``; return it with its log-probability under the model.
-
-        The log-probability is the model's own (unmasked, temperature 1), so candidates decoded
-        under different grammars or temperatures compare on one scale.
-        """
-        ids = np.flatnonzero(allowed)
-        candidates = logits[ids].astype(np.float64)
-        if temperature <= 0.0:
-            token = int(ids[int(np.argmax(candidates))])
-        else:
-            scaled = candidates / temperature
-            scaled -= scaled.max()
-            probs = np.exp(scaled)
-            probs /= probs.sum()
-            token = int(ids[int(rng.choice(len(ids), p=probs))])
-        top = float(logits.max())
-        log_z = top + float(np.log(np.exp(logits.astype(np.float64) - top).sum()))
-        return token, float(logits[token]) - log_z
 
     def _text(self, tokens: Sequence[int]) -> str:
         return str(
@@ -346,7 +338,8 @@ class LlamaCPU:
                 raise CPUError(f"llama.cpp failed while decoding: {exc}; retry the call") from exc
 
     def _roll_back_loop(
-        self, matcher: Any, loop: int, prompt: list[int], out: list[int], allowed: Any
+        self, matcher: Any, loop: int, prompt: list[int], out: list[int], allowed: Any,
+        native: bool,
     ) -> Any:
         """A string that repeats itself ends where the repeat began, if the grammar lets it:
         the repeat leaves the output, the matcher and the KV cache, and only closing tokens are
@@ -355,7 +348,9 @@ class LlamaCPU:
         assert grammar is not None
         back = matcher.deep_copy()
         back.rollback(loop)
-        closing = grammar.allowed(back) & grammar.closers
+        ends = grammar.allowed(back)
+        closing = ends & grammar.closers
+        closing[grammar.eos] = native and ends[grammar.eos]  # a chat reply ends at end of text
         if not closing.any():
             return allowed
         matcher.rollback(loop)
@@ -384,8 +379,12 @@ class LlamaCPU:
             )
         if self._grammar is None:
             self._grammar = Grammar(self._llama, separators=self._separators)
+            self._grammar.allow(self._dialect.call_tokens if self._dialect else ())
         grammar = self._grammar
-        matcher = grammar.matcher(schema) if schema is not None else None
+        native = self._dialect is not None and schema is not None
+        # a chat model decodes in its native call form (or a plain reply): a lark grammar
+        form = self._dialect.grammar(schema) if native and self._dialect and schema else schema
+        matcher = grammar.matcher(form) if form is not None else None
         self._kv.switch(slot)
         reused = self._kv.sync(tokens)
         rng = np.random.default_rng(seed)
@@ -412,14 +411,14 @@ class LlamaCPU:
                 self._kv.extend(pending)
                 pending = []
             allowed = grammar.allowed(matcher) if matcher is not None else grammar.text_tokens
-            loop = loop_cut(out, self._text)
+            loop = loop_cut(out, self._text) if self.loop_guard else 0
             if loop and matcher is None:  # free text that repeats itself is finished
                 del out[-loop:]
                 stop = "eos"
                 break
             if loop and matcher is not None:
-                allowed = self._roll_back_loop(matcher, loop, tokens, out, allowed)
-            token, lp = self._sample(self._kv.logits(self._n_vocab), allowed, temperature, rng)
+                allowed = self._roll_back_loop(matcher, loop, tokens, out, allowed, native)
+            token, lp = sample(self._kv.logits(self._n_vocab), allowed, temperature, rng)
             decoded += 1
             logprob += lp
             if matcher is None and token in grammar.eog:
@@ -434,7 +433,10 @@ class LlamaCPU:
             pending = [token]
         if matcher is not None and not matcher.is_accepting():
             stop = "length"  # cut short: the text is not a whole value (the caller checks stop)
-        text = self._llama.detokenize(out, special=False).decode("utf-8", errors="replace")
+        # special=native: a native call's <tool_call> markers (no other special token passes)
+        text = self._llama.detokenize(out, special=native).decode("utf-8", errors="replace")
+        if native and self._dialect is not None:
+            text = self._dialect.to_call(text, stop)
         return Decoding(
             text=text,
             prompt_tokens=len(tokens),

@@ -25,7 +25,7 @@ from llmos.cpu.base import CPU
 from llmos.errors import ContextOverflow, UsageError
 from llmos.kernel.cycle import Observer, Reply, turn
 from llmos.kernel.ground import arg_schema
-from llmos.kernel.loader import default_system, render_header
+from llmos.kernel.loader import chat_tools, default_system, render_header, worked_examples
 from llmos.kernel.memdev import MemoryDevice
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process, ProcStats, Quota
@@ -35,6 +35,7 @@ from llmos.memory.disk import Disk
 from llmos.memory.page import Page
 from llmos.memory.pager import Pager
 from llmos.memory.ram import RAM
+from llmos.memory.turns import ChatLayout
 from llmos.params import Params
 from llmos.peripherals.base import Peripheral
 from llmos.trace import Event
@@ -174,7 +175,15 @@ class Kernel:
             devices.append(MemoryDevice(self.disk, ram, stats))
         table = SyscallTable(devices, strict=self.params.strict)
         text = system if system is not None else default_system()
-        ram.header = render_header(text, table, per_device=self.params.examples_per_device)
+        per_device = self.params.examples_per_device
+        dialect = getattr(self.cpu, "dialect", None)  # a chat model's own form, if it has one
+        if dialect is not None:
+            shots = worked_examples(table, per_device) if per_device >= 0 else []
+            layout = ChatLayout(dialect, text, chat_tools(table), shots, key=self._key)
+            ram.layout, ram.header = layout, layout.header
+        else:
+            ram.header = render_header(text, table, per_device=per_device,
+                                       examples=None if per_device >= 0 else [])
         proc = Process(
             pid=pid, system=text, table=table, ram=ram, stats=stats, priority=priority,
             quota=quota or Quota(),

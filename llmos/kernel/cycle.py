@@ -50,7 +50,7 @@ from llmos.kernel.ground import step_schema
 from llmos.kernel.policy import Policy
 from llmos.kernel.proc import Process
 from llmos.kernel.syscall import ANSWER, Outcome, format_call
-from llmos.kernel.trap import cut_answer, decode_call
+from llmos.kernel.trap import cut_answer, decode_call, echoes_fault
 from llmos.memory.page import Page, Trust
 from llmos.memory.pager import PageStats
 from llmos.memory.ram import RAM
@@ -181,8 +181,9 @@ def turn(
         last = step == meter.max_steps
         schema = (
             step_schema(proc.table.specs, proc.ram.pages, answer_max_chars=params.answer_max_chars,
-                        values=params.ground_values, answer_only=last, program=proc.system,
-                        sources=policy.ground_sources, guard_targets=policy.monitor)
+                        values=params.ground_values, answer_only=last and params.answer_last,
+                        program=proc.system, sources=policy.ground_sources,
+                        guard_targets=policy.monitor, require_numbers=params.require_numbers)
             if params.ground
             else None
         )
@@ -198,6 +199,12 @@ def turn(
             _fault(proc, trace, step, fault.message, dec.text, group,
                    trusted=not proc.ram.tainted)
             continue
+        if name == ANSWER and echoes_fault(str(args.model_dump()["text"]), proc.ram.pages):
+            # an error message is not an answer, even on the last step
+            _fault(proc, trace, step, "your answer repeats an error message; fix the call that "
+                   "failed, or answer the user's question from what you know", dec.text, group,
+                   trusted=not proc.ram.tainted)
+            continue
         if name == ANSWER:
             text, filtered = policy.egress(str(args.model_dump()["text"]), proc.ram.pages,
                                            program=proc.system)
@@ -205,7 +212,7 @@ def turn(
             if pager is not None:  # the answer joined RAM: leave it within budget between turns
                 pager.fit(proc.ram, proc.stats, trace, step=proc.stats.steps)
             return Reply(text=text, trace=list(trace), pid=proc.pid)
-        if last:  # an ungrounded CPU ignored the answer-only grammar: nothing more may run
+        if last and params.answer_last:  # an ungrounded CPU ignored the answer-only grammar
             break
         dumped = args.model_dump(mode="json", by_alias=True)  # as the model wrote it
         if _deny(proc, policy, made, trace, step, name, dumped, dec.text, group):

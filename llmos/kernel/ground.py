@@ -238,13 +238,15 @@ def step_schema(
     program: str = "",
     sources: Iterable[str] = (),
     guard_targets: bool = True,
+    require_numbers: bool = True,
 ) -> dict[str, Any]:
     """The JSON schema of one step: a union over the callable, grounded syscalls.
 
     With ``answer_only`` the union is the ``answer`` syscall alone (a run's last step).
     ``program`` (the process's system text) and ``sources`` (``Policy.ground_sources``) add to
     what may ground a sensitive call's targets; ``guard_targets=False`` grounds them like any
-    other call's (the monitor switched off).
+    other call's (the monitor switched off). With ``require_numbers`` off, a syscall whose
+    required number nothing in RAM can fill is offered anyway (that number is then left free).
     """
     pages = list(journal)
     ev = Evidence.from_pages(pages, program=program, sources=sources)
@@ -259,7 +261,8 @@ def step_schema(
             # its names must come from the conversation too
             text["pattern"] = answer_pattern(ev.numbers, ev.names if evidence else None)
         elif answer_only or not _ground(
-            args, ev, sensitive=spec.sensitive and guard_targets, values=values
+            args, ev, sensitive=spec.sensitive and guard_targets, values=values,
+            require=require_numbers,
         ):
             continue
         branches.append(
@@ -283,7 +286,9 @@ def _turn_has_evidence(pages: list[Page]) -> bool:
     return False
 
 
-def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool, values: bool) -> bool:
+def _ground(
+    schema: dict[str, Any], ev: Evidence, *, sensitive: bool, values: bool, require: bool = True
+) -> bool:
     """Narrow grounded fields in place; False if one of them has nothing to draw from."""
     trusted = "user_" if sensitive else ""
     required = set(schema.get("required", []))
@@ -295,7 +300,7 @@ def _ground(schema: dict[str, Any], ev: Evidence, *, sensitive: bool, values: bo
             if values:
                 grounded = _narrow_value(prop, getattr(ev, f"{trusted}words"),
                                          getattr(ev, f"{trusted}numbers"))
-                if not grounded and key in required:
+                if not grounded and key in required and require:
                     return False  # a number the call needs and the conversation lacks
             continue
         if kind == "text":

@@ -24,7 +24,7 @@ from typing import Any
 from llmos.kernel.syscall import ANSWER, SyscallTable, format_call
 from llmos.peripherals.base import Example, SyscallSpec
 
-__all__ = ["default_system", "render_header"]
+__all__ = ["chat_tools", "default_system", "render_header", "worked_examples"]
 
 
 @cache
@@ -84,6 +84,37 @@ def render_example(example: Example) -> str:
         lines.append(f"Result: {result}")
     lines.append(format_call(ANSWER, {"text": example.answer}))
     return "\n".join(lines) + "\n"
+
+
+def _public(schema: Any) -> Any:
+    """A schema without the kernel's own annotations (``x-llmos-...``) and titles."""
+    if isinstance(schema, dict):
+        # a long pattern is a grammar's shape (balanced code), not something to read
+        return {k: _public(v) for k, v in schema.items()
+                if not k.startswith("x-llmos") and k != "title"
+                and not (k == "pattern" and len(str(v)) > 80)}
+    if isinstance(schema, list):
+        return [_public(v) for v in schema]
+    return schema
+
+
+def chat_tools(table: SyscallTable) -> list[dict[str, Any]]:
+    """The device syscalls as a chat template's tools (``answer`` is the plain reply there)."""
+    tools = []
+    for spec in table.specs.values():
+        if spec.name == ANSWER:
+            continue
+        tools.append({"type": "function", "function": {
+            "name": spec.name,
+            "description": spec.doc,
+            "parameters": _public(spec.args.model_json_schema()),
+        }})
+    return tools
+
+
+def worked_examples(table: SyscallTable, per_device: int) -> list[Example]:
+    """The kernel's generic examples, then up to ``per_device`` of each mounted device's."""
+    return _examples_for(table, per_device)
 
 
 def _examples_for(table: SyscallTable, per_device: int) -> list[Example]:

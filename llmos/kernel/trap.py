@@ -11,13 +11,18 @@ Neighbours: the CPU produces the text; ``llmos.kernel.syscall`` validates and di
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from llmos.errors import Fault
 from llmos.kernel.syscall import ANSWER, format_call
+from llmos.memory.page import Page
 
-__all__ = ["Call", "cut_answer", "decode_call"]
+__all__ = ["FAULT", "Call", "cut_answer", "decode_call", "echoes_fault"]
+
+FAULT = "Fault: "  # how a fault reads in RAM (kernel, policy and device faults alike)
+_ECHO_CHARS = 40  # an answer holding this much of a fault's message is repeating it
 
 _MAX_CALL_CHARS = 64_000
 _SHAPE = 'write one JSON object: {"syscall": "<name>", "args": {...}}'
@@ -80,3 +85,17 @@ def cut_answer(text: str) -> str | None:
             return value.rstrip() + "…"
         return None
     return None
+
+
+def echoes_fault(answer: str, pages: Iterable[Page]) -> bool:
+    """True when ``answer`` passes a fault off as the answer: it reads as a fault, or it
+    repeats the message of a fault in RAM (a small model copies the last thing it read)."""
+    text = answer.strip()
+    if text.lower().startswith(FAULT.strip().lower()):
+        return True
+    for page in pages:
+        if page.kind == "result" and page.text.startswith(FAULT):
+            message = page.text[len(FAULT):].strip()[:_ECHO_CHARS]
+            if len(message) >= 12 and message in text:
+                return True
+    return False

@@ -45,12 +45,13 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 from llmos.errors import ContextOverflow, UsageError
 from llmos.memory.page import Page
 
-__all__ = ["RAM", "render_page", "spotlight"]
+__all__ = ["RAM", "Layout", "render_page", "spotlight"]
 
 _LABEL = {  # calls have no label: they are bare JSON lines (see the module docstring)
     "message": "User",
@@ -113,6 +114,19 @@ def render_page(page: Page, *, key: bytes) -> str:
     )
 
 
+class Layout(Protocol):
+    """How pages become the prompt, when the CPU wants another form than the plain transcript
+    (a chat model's turns: ``llmos.cpu.chat.ChatLayout``)."""
+
+    def page(self, page: Page) -> str:
+        """One page's text alone (its token count is measured on it)."""
+        ...
+
+    def render(self, header: str, pages: Sequence[Page]) -> str:
+        """The whole prompt: the header, then the journal."""
+        ...
+
+
 class RAM:
     """The pages resident in one process's context window.
 
@@ -123,6 +137,8 @@ class RAM:
         pid: the process whose context window this is (its pages and the pager's events
             carry it).
         key: the secret that keys the spotlight tags (the kernel's); None draws a fresh one.
+        layout: how pages render when the CPU wants its own form; None is the plain
+            transcript (:func:`render_page`).
 
     Attributes:
         tainted: an untrusted page has joined RAM since the kernel last cleared this (it does
@@ -138,6 +154,7 @@ class RAM:
         *,
         pid: int = 0,
         key: bytes | None = None,
+        layout: Layout | None = None,
     ) -> None:
         if budget <= 0:
             raise UsageError(f"RAM budget must be positive (got {budget})", code="ram-budget")
@@ -150,6 +167,7 @@ class RAM:
         self._rendered: dict[str, str] = {}  # page id -> its text in the context (stable)
         self._measured: tuple[int, int] = (-1, 0)  # (version, tokens of the whole render)
         self._version = 0  # bumped on every change to what is rendered
+        self.layout = layout
         self.header = header
 
     # -- header -------------------------------------------------------------------------
@@ -182,7 +200,7 @@ class RAM:
 
     def append(self, page: Page) -> Page:
         """Add a page at the end of the journal and measure it; returns the page."""
-        text = render_page(page, key=self._key)
+        text = self._page_text(page)
         page.tokens = self._count(text)
         self._rendered[page.id] = text
         self._pages.append(page)
@@ -209,7 +227,7 @@ class RAM:
         wanted = set(page_ids)
         at = next((i for i, p in enumerate(self._pages) if p.id in wanted), len(self._pages))
         out = self.remove(wanted)
-        text = render_page(page, key=self._key)
+        text = self._page_text(page)
         page.tokens = self._count(text)
         self._rendered[page.id] = text
         self._pages.insert(min(at, len(self._pages)), page)
@@ -270,7 +288,12 @@ class RAM:
 
     def render(self) -> str:
         """The whole context: header and journal."""
+        if self.layout is not None:
+            return self.layout.render(self._header, self._pages)
         return self._header + "".join(self._rendered[p.id] for p in self._pages)
+
+    def _page_text(self, page: Page) -> str:
+        return render_page(page, key=self._key) if self.layout is None else self.layout.page(page)
 
     def touch(self, page_ids: Iterable[str]) -> None:
         """Mark pages as used now (they stay warm for the eviction order)."""

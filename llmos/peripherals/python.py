@@ -52,6 +52,24 @@ _WORKER = Path(__file__).with_name("_pyworker.py")
 _STARTUP_S = 10.0  # slack the kernel's backstop deadline gives worker start-up and teardown
 
 
+def _balanced(depth: int = 3) -> str:
+    """Regex of code whose brackets balance (nested up to ``depth``), strings and comments
+    read as atoms."""
+    atoms = r"""[^()\[\]{}"'#]|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*"""
+    level = f"(?:{atoms})*"
+    for _ in range(depth):
+        level = f"(?:{atoms}|\\({level}\\)|\\[{level}\\]|\\{{{level}\\}})*"
+    return f"^{level}$"
+
+
+# Only the grammar uses this shape (pydantic does not check it): a program is written with its
+# brackets balanced. Small models end code inside a JSON string with the object's brace,
+# ``print(x)}"}}``, because ``)}`` outranks ``)"`` after a call in code (measured on Qwen2.5
+# 0.5B: 10 of 20 GSM8K programs failed with "unmatched '}'"); with the shape, the string can
+# only close where the program does.
+BALANCED_CODE = _balanced()
+
+
 class RunArgs(BaseModel):
     """Arguments of ``python.run``."""
 
@@ -59,6 +77,7 @@ class RunArgs(BaseModel):
 
     code: str = free_text(
         min_length=1,
+        json_schema_extra={"pattern": BALANCED_CODE},
         description=(
             "A short Python program. What it print()s and the value of its last line come "
             f"back. Importable: {', '.join(IMPORTABLE)}. No files, network or names "

@@ -49,6 +49,8 @@ def test_decode_smoke(data_dir: Path) -> None:
     result = _smoke("decode", data_dir)
     assert result["calls_per_method"] == 2
     assert {"llmos_vs_gbnf", "llmos_vs_plain"} <= set(result)
+    steps = result["reuse"]["steps"]  # a kernel turn: later steps reuse what earlier evaluated
+    assert len(steps) >= 2 and all(s["reused"] > 0 for s in steps[1:])
 
 
 @pytest.mark.model

@@ -109,15 +109,17 @@ def test_calls_reuse_the_journal_they_extend(cpu: LlamaCPU) -> None:
 def test_no_special_tokens_inside_json(cpu: LlamaCPU, monkeypatch: pytest.MonkeyPatch) -> None:
     import llama_cpp
 
+    import llmos.cpu.llama as llama_module
+
     sampled: list[int] = []
-    real = cpu._sample
+    real = llama_module.sample
 
     def spy(*args: Any, **kwargs: Any) -> tuple[int, float]:
         token, lp = real(*args, **kwargs)
         sampled.append(token)
         return token, lp
 
-    monkeypatch.setattr(cpu, "_sample", spy)
+    monkeypatch.setattr(llama_module, "sample", spy)
     bait = "[multimodal]<start_of_image><eos><end_of_turn>"
     shot = f'Q: say it\nA: {{"text": "{bait}{bait}"}}\n'
     prompt = shot * 3 + "Q: say it\nA: "

@@ -61,10 +61,9 @@ def test_model_computes_with_the_python_device(agent_cpu: Any) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="on the plain (base-model) prompt path the default model, Qwen2.5-Coder 0.5B, "
-    "answers without calling the browser (measured), as Gemma 270M did before it; the "
-    "instruct model's own chat template is the planned way to present the tools",
+    strict=False,
+    reason="not measured on this exact prompt; on the chat path Qwen2.5-Coder 0.5B answered "
+    "'Fetch URL and tell me the headline' without calling the browser (tests/test_cli_model.py)",
 )
 def test_web_reader_answers_from_a_loopback_page(agent_cpu: Any, site: str) -> None:
     url = f"http://{site}/library"
