@@ -195,7 +195,10 @@ class Python(Peripheral):
             timeout_s=timeout_s + _STARTUP_S, max_output_chars=2 * max_output_chars + 200
         )
 
-    @syscall(sensitive=True)
+    # Pure: the worker reads no file, network or environment and seeds its random, so what a
+    # program prints is a function of its code alone. Code written before the model read
+    # untrusted text gives a trusted result (a second run in the same turn is not tainted).
+    @syscall(sensitive=True, pure=True)
     def run(self, args: RunArgs) -> str:
         """Run a Python program; returns its printed output and the value of its last line."""
         if len(args.code) > self.max_code_chars:
