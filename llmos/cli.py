@@ -190,16 +190,21 @@ def _mount_mcp(commands: Sequence[str]) -> list[Peripheral]:
     return devices
 
 
+_URL = re.compile(r"https?://", re.IGNORECASE)
 _LOOPBACK = re.compile(r"https?://((?:localhost|127(?:\.\d{1,3}){3}):\d{1,5})(?!\d)")
 
 
 def _shell_devices(question: str) -> list[Peripheral]:
-    """What ``llmos run`` mounts when no ``--peripherals`` are named: the calculator and the
-    browser. The browser opens a loopback ``host:port`` only when the question itself names it
-    (the person at the shell asked for that page); every other private address stays shut."""
+    """What ``llmos run`` mounts when no ``--peripherals`` are named: the calculator, and the
+    browser when the question names a URL (with both mounted, the 270M and the 0.5B models
+    answered "What is 123456789 * 987654321?" without calling). The browser opens a loopback
+    ``host:port`` only when the question itself names it (the person at the shell asked for
+    that page); every other private address stays shut."""
     from llmos.peripherals.browser import Browser
     from llmos.peripherals.calculator import Calculator
 
+    if not _URL.search(question):  # a second device only makes the choice harder for the model
+        return [Calculator()]
     return [Calculator(), Browser(allow_hosts=sorted(set(_LOOPBACK.findall(question))))]
 
 

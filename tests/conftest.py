@@ -1,9 +1,10 @@
 """Shared fixtures: real models loaded once per test session, and the public benchmark data.
 
-Two real CPUs, each loaded at most once per session: ``cpu`` is the tiny model (Gemma 3 270M),
-for tests about the kernel (grammar, KV reuse, switching, paging), where a small fast model
-proves the mechanism; ``agent_cpu`` is the default model, for tests about what an agent gets
-done (examples, browsing, files), where the answer depends on the model's quality.
+Two real CPUs, each loaded at most once per session: ``cpu`` is the default, tiny model (Gemma 3
+270M), for tests about the kernel (grammar, KV reuse, switching, paging), where a small fast
+model proves the mechanism; ``agent_cpu`` is the instruction-tuned candidate (Qwen2.5-Coder
+0.5B on the chat path), for tests about what an agent gets done (examples, browsing, files),
+where the answer depends on the model's quality.
 """
 
 from __future__ import annotations
@@ -61,14 +62,15 @@ def cpu(_session_cpu: LlamaCPU) -> LlamaCPU:
 def _session_agent_cpu() -> Iterator[LlamaCPU]:
     from llmos.cpu.llama import LlamaCPU
 
-    machine = LlamaCPU.default()
+    machine = LlamaCPU.named("qwen-0.5b")
     yield machine
     machine.close()
 
 
 @pytest.fixture
 def agent_cpu(_session_agent_cpu: LlamaCPU) -> LlamaCPU:
-    """The default model, loaded once per session, its KV cache empty for each test."""
+    """The instruct candidate (qwen-0.5b), loaded once per session, its KV cache empty for each
+    test."""
     _session_agent_cpu.reset()
     return _session_agent_cpu
 

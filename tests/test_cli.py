@@ -10,7 +10,7 @@ from llmos.cli import main
 def test_models_lists_every_packaged_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ("qwen-0.5b (default)", "qwen-1.5b", "tiny"):
+    for name in ("qwen-0.5b", "qwen-1.5b", "tiny (default)"):
         assert name in out
     assert "Apache-2.0" in out
 

