@@ -41,7 +41,7 @@ def test_llmos_run_fetches_a_loopback_page_and_answers_from_it(
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         question = f"Fetch {url} and tell me the headline"
-        assert main(["run", question, "--threads", "1", "--json"]) == 0
+        assert main(["run", question, "--model", "qwen-0.5b", "--threads", "1", "--json"]) == 0
     finally:
         server.shutdown()
         server.server_close()
